@@ -1,0 +1,249 @@
+/**
+ * Every Prometheus metric scopegate exports, in one file (SPEC.md §6). Each call builds its own
+ * prom-client `Registry`, so several apps in one process (tests, embedding) never collide on a
+ * metric name.
+ *
+ * Label values stay bounded: `route` is a route id or `unmatched`, `reason` an `ErrorCode`, the
+ * other labels closed sets typed below. Never a raw path, token or subject.
+ *
+ * @example
+ *   const metrics = createMetrics({ version: '0.1.0' });
+ *   metrics.inflight.inc();
+ *   metrics.observeRequest({ route: 'send_notification', method: 'POST', status: 403,
+ *     decision: 'denied', seconds: 0.0004, reason: 'scope_insufficient' });
+ *   metrics.inflight.dec();
+ *   res.end(await metrics.registry.metrics());
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { ERROR_CODES, type ErrorCode } from '../errors.js';
+import { HTTP_METHODS } from '../config/schema.js';
+
+/** Outcome of one request, the `decision` label. A closed set. */
+export const DECISIONS = ['allowed', 'public', 'auth_test', 'denied', 'upstream_error'] as const;
+/**
+ * `allowed`: authenticated and forwarded; `public`: a `public: true` route, forwarded;
+ * `auth_test`: answered 202 by the gateway; `denied`: any other response the gateway wrote itself
+ * (4xx/5xx refusals, including 429 and 503); `upstream_error`: 502/504 because the upstream failed.
+ */
+export type Decision = (typeof DECISIONS)[number];
+
+/** `scopegate_rate_limited_total{kind}`: the per-token window or flood control. */
+export type RateLimitKind = 'rate' | 'flood';
+/** `scopegate_token_cache_total{result}`. */
+export type TokenCacheResult = 'hit' | 'miss' | 'disabled';
+/** `scopegate_jwks_refresh_total{result}`: `stale` = refresh failed, old keys kept serving. */
+export type JwksRefreshResult = 'success' | 'error' | 'stale';
+/** `scopegate_config_reloads_total{result}`. */
+export type ConfigReloadResult = 'success' | 'error';
+/** `scopegate_upstream_errors_total{reason}`. */
+export type UpstreamErrorReason = Extract<ErrorCode, 'upstream_unavailable' | 'upstream_timeout'>;
+/** `method` label value: a method routes can serve, else `OTHER`. */
+export type MethodLabel = (typeof HTTP_METHODS)[number] | 'OTHER';
+
+/**
+ * Seconds. Resolves sub-millisecond gateway overhead (0.5 ms) up to the longest sensible upstream
+ * wait (30 s, the default upstream timeout); slower requests land in +Inf.
+ */
+export const DURATION_BUCKETS: readonly number[] = [
+  0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
+];
+
+/** One finished request, as the access-log middleware sees it. */
+export interface RequestObservation {
+  /** Route id, or `unmatched`. Never a raw path. */
+  route: string;
+  /** Request method as received; anything outside the known list is counted as `OTHER`. */
+  method: string;
+  status: number;
+  decision: Decision;
+  /** Wall time from request start to response headers/end, seconds. */
+  seconds: number;
+  /** The refusal code, when the gateway refused; counted in `scopegate_auth_failures_total`. */
+  reason?: ErrorCode | undefined;
+}
+
+/** One upstream exchange (attempted), as the proxy sees it. */
+export interface UpstreamObservation {
+  route: string;
+  /** Upstream name from config (`default`, ...). */
+  upstream: string;
+  /** Time until upstream response headers (or failure), seconds. Omit when not measured. */
+  seconds?: number | undefined;
+  /** Set when the upstream failed; counted in `scopegate_upstream_errors_total`. */
+  error?: UpstreamErrorReason | undefined;
+}
+
+export interface Metrics {
+  /** The registry holding all of the below; serve `registry.metrics()` with `registry.contentType`. */
+  readonly registry: Registry;
+  /** scopegate_requests_total */
+  readonly requests: Counter<'route' | 'method' | 'status' | 'decision'>;
+  /** scopegate_request_duration_seconds */
+  readonly requestDuration: Histogram<'route' | 'decision'>;
+  /** scopegate_upstream_duration_seconds */
+  readonly upstreamDuration: Histogram<'route' | 'upstream'>;
+  /** scopegate_upstream_errors_total; reason: UpstreamErrorReason */
+  readonly upstreamErrors: Counter<'route' | 'upstream' | 'reason'>;
+  /** scopegate_auth_failures_total; reason: ErrorCode */
+  readonly authFailures: Counter<'reason'>;
+  /** scopegate_rate_limited_total; kind: RateLimitKind */
+  readonly rateLimited: Counter<'route' | 'kind'>;
+  /** scopegate_rate_limit_store_errors_total; store: 'memory' | 'redis' */
+  readonly rateLimitStoreErrors: Counter<'store'>;
+  /** scopegate_token_cache_total; result: TokenCacheResult */
+  readonly tokenCache: Counter<'result'>;
+  /** scopegate_jwks_refresh_total; issuer: configured issuer name, result: JwksRefreshResult */
+  readonly jwksRefresh: Counter<'issuer' | 'result'>;
+  /** scopegate_config_reloads_total; result: ConfigReloadResult */
+  readonly configReloads: Counter<'result'>;
+  /** scopegate_inflight_requests */
+  readonly inflight: Gauge;
+  /** scopegate_build_info{version} = 1 */
+  readonly buildInfo: Gauge<'version'>;
+  /** Counts one finished request: requests_total, request_duration_seconds and, for refusals, auth_failures_total. */
+  observeRequest(o: RequestObservation): void;
+  /** Counts one upstream exchange: upstream_duration_seconds and, on failure, upstream_errors_total. */
+  observeUpstream(o: UpstreamObservation): void;
+}
+
+export interface CreateMetricsOptions {
+  /** Registry to register on. Default: a new one per call. Passing the same one twice throws (duplicate names). */
+  registry?: Registry;
+  /** Value of `scopegate_build_info{version}`. Default `unknown`. */
+  version?: string;
+  /** Register Node process metrics (prom-client `collectDefaultMetrics`). Default true. */
+  processMetrics?: boolean;
+}
+
+const KNOWN_METHODS: ReadonlySet<string> = new Set(HTTP_METHODS);
+
+/** Codes that are upstream failures: they have their own counter, not auth_failures. */
+const UPSTREAM_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['upstream_unavailable', 'upstream_timeout']);
+/** Every gateway refusal code: the bounded value set of auth_failures_total{reason}. */
+const REFUSAL_CODES: ReadonlySet<string> = new Set(ERROR_CODES.filter((c) => !UPSTREAM_CODES.has(c)));
+
+/** Maps a request method to a bounded label value (`get`, `PROPFIND`, ... → `OTHER`). */
+export function methodLabel(method: string): MethodLabel {
+  return KNOWN_METHODS.has(method) ? (method as MethodLabel) : 'OTHER';
+}
+
+/**
+ * Builds scopegate's metrics on a fresh registry (or `opts.registry`).
+ *
+ * @example
+ *   const metrics = createMetrics({ version: pkg.version, processMetrics: false });
+ *   metrics.tokenCache.inc({ result: 'hit' });
+ */
+export function createMetrics(opts: CreateMetricsOptions = {}): Metrics {
+  const registry = opts.registry ?? new Registry();
+  const registers = [registry];
+
+  if (opts.processMetrics !== false) collectDefaultMetrics({ register: registry });
+
+  const requests = new Counter({
+    name: 'scopegate_requests_total',
+    help: 'Requests handled, by route id, method, status and decision (allowed|public|auth_test|denied|upstream_error).',
+    labelNames: ['route', 'method', 'status', 'decision'] as const,
+    registers,
+  });
+  const requestDuration = new Histogram({
+    name: 'scopegate_request_duration_seconds',
+    help: 'Time from request arrival to response, in seconds, by route id and decision.',
+    labelNames: ['route', 'decision'] as const,
+    buckets: [...DURATION_BUCKETS],
+    registers,
+  });
+  const upstreamDuration = new Histogram({
+    name: 'scopegate_upstream_duration_seconds',
+    help: 'Time from forwarding a request until upstream response headers (or failure), in seconds.',
+    labelNames: ['route', 'upstream'] as const,
+    buckets: [...DURATION_BUCKETS],
+    registers,
+  });
+  const upstreamErrors = new Counter({
+    name: 'scopegate_upstream_errors_total',
+    help: 'Upstream failures answered by the gateway, by reason (upstream_unavailable|upstream_timeout).',
+    labelNames: ['route', 'upstream', 'reason'] as const,
+    registers,
+  });
+  const authFailures = new Counter({
+    name: 'scopegate_auth_failures_total',
+    help: 'Requests refused by the gateway, by reason code (token_missing, scope_insufficient, rate_limited, ...).',
+    labelNames: ['reason'] as const,
+    registers,
+  });
+  const rateLimited = new Counter({
+    name: 'scopegate_rate_limited_total',
+    help: 'Requests refused with 429, by route id and kind (rate = per-token window, flood = flood control).',
+    labelNames: ['route', 'kind'] as const,
+    registers,
+  });
+  const rateLimitStoreErrors = new Counter({
+    name: 'scopegate_rate_limit_store_errors_total',
+    help: 'Rate-limit store operations that failed, by store (memory|redis).',
+    labelNames: ['store'] as const,
+    registers,
+  });
+  const tokenCache = new Counter({
+    name: 'scopegate_token_cache_total',
+    help: 'Verified-token cache lookups, by result (hit|miss|disabled).',
+    labelNames: ['result'] as const,
+    registers,
+  });
+  const jwksRefresh = new Counter({
+    name: 'scopegate_jwks_refresh_total',
+    help: 'JWKS fetches, by issuer name and result (success|error|stale = failed but old keys kept serving).',
+    labelNames: ['issuer', 'result'] as const,
+    registers,
+  });
+  const configReloads = new Counter({
+    name: 'scopegate_config_reloads_total',
+    help: 'Config reloads (SIGHUP or watch), by result (success|error; on error the old config stays).',
+    labelNames: ['result'] as const,
+    registers,
+  });
+  const inflight = new Gauge({
+    name: 'scopegate_inflight_requests',
+    help: 'Requests currently being handled.',
+    registers,
+  });
+  const buildInfo = new Gauge({
+    name: 'scopegate_build_info',
+    help: 'Always 1; the version label names the running scopegate build.',
+    labelNames: ['version'] as const,
+    registers,
+  });
+  buildInfo.set({ version: opts.version ?? 'unknown' }, 1);
+
+  // Closed-set series start at 0, so rate() and absent-series alerts work from the first scrape.
+  for (const result of ['hit', 'miss', 'disabled'] satisfies TokenCacheResult[]) tokenCache.inc({ result }, 0);
+  for (const result of ['success', 'error'] satisfies ConfigReloadResult[]) configReloads.inc({ result }, 0);
+
+  return {
+    registry,
+    requests,
+    requestDuration,
+    upstreamDuration,
+    upstreamErrors,
+    authFailures,
+    rateLimited,
+    rateLimitStoreErrors,
+    tokenCache,
+    jwksRefresh,
+    configReloads,
+    inflight,
+    buildInfo,
+    observeRequest(o) {
+      requests.inc({ route: o.route, method: methodLabel(o.method), status: String(o.status), decision: o.decision });
+      requestDuration.observe({ route: o.route, decision: o.decision }, o.seconds);
+      // Runtime check as well as the type: a label value outside the code set would be unbounded.
+      if (o.reason !== undefined && REFUSAL_CODES.has(o.reason)) authFailures.inc({ reason: o.reason });
+    },
+    observeUpstream(o) {
+      if (o.seconds !== undefined) upstreamDuration.observe({ route: o.route, upstream: o.upstream }, o.seconds);
+      if (o.error !== undefined && UPSTREAM_CODES.has(o.error)) {
+        upstreamErrors.inc({ route: o.route, upstream: o.upstream, reason: o.error });
+      }
+    },
+  };
+}
