@@ -1,0 +1,96 @@
+/**
+ * In-process rate-limit store: one bounded lru-cache entry per limit key holding the current
+ * window's start and count. Memory stays bounded by `maxKeys` however many distinct tokens
+ * arrive (least recently used keys go first). Expiry is decided by the injected clock only.
+ *
+ * @example
+ *   const store = createMemoryStore({ maxKeys: 100_000, clock: systemClock });
+ *   const w = 300_000, start = Math.floor(Date.now() / w) * w;
+ *   const count = await store.increment('jti:local:abc', start, w, true); // 1, 2, ...
+ */
+import { LRUCache } from 'lru-cache';
+import type { Clock, RateLimitStore } from '../types.js';
+
+export interface MemoryStoreOptions {
+  /** Distinct limit keys kept at most (a positive integer). */
+  maxKeys: number;
+  /** Epoch-ms clock used for every expiry decision. */
+  clock: Clock;
+}
+
+/** The memory store, plus read-only introspection used by tests and diagnostics. */
+export interface MemoryStore extends RateLimitStore {
+  readonly kind: 'memory';
+  /** Entries currently held (never more than `maxKeys`). */
+  readonly size: number;
+  /** Milliseconds until `key`'s entry expires by the injected clock; 0 when absent or expired. */
+  remainingTtlMs(key: string): number;
+}
+
+interface Entry {
+  windowStartMs: number;
+  count: number;
+}
+
+/**
+ * Creates the bounded in-memory store. Work is synchronous; the promises are already settled.
+ *
+ * @example
+ *   const store = createMemoryStore({ maxKeys: 100, clock: () => frozenNow });
+ */
+export function createMemoryStore(opts: MemoryStoreOptions): MemoryStore {
+  if (!Number.isInteger(opts.maxKeys) || opts.maxKeys < 1) {
+    throw new TypeError(`createMemoryStore: maxKeys must be a positive integer, got ${String(opts.maxKeys)}`);
+  }
+  if (typeof opts.clock !== 'function') throw new TypeError('createMemoryStore: clock must be a function');
+  const clock = opts.clock;
+  const cache = new LRUCache<string, Entry>({
+    max: opts.maxKeys,
+    // TTL bookkeeping reads the injected clock, not performance.now(); resolution 0 so lru-cache
+    // never caches a reading behind a real-time timer (a frozen test clock must stay exact).
+    perf: { now: clock },
+    ttlResolution: 0,
+    // Placeholder: every set() passes its own ttl (time left in that window).
+    ttl: 1,
+  });
+
+  return {
+    kind: 'memory',
+    get size() {
+      return cache.size;
+    },
+    remainingTtlMs(key) {
+      const left = cache.getRemainingTTL(key);
+      return Number.isFinite(left) && left > 0 ? left : 0;
+    },
+    increment(key, windowStartMs, windowMs, consume) {
+      const add = consume ? 1 : 0;
+      const prev = cache.get(key);
+      let entry: Entry;
+      if (prev === undefined || prev.windowStartMs < windowStartMs) {
+        // No entry, or one from an older window: that older count is worth 0 now.
+        entry = { windowStartMs, count: add };
+      } else if (prev.windowStartMs === windowStartMs) {
+        entry = { windowStartMs, count: prev.count + add };
+      } else {
+        // A newer window is already stored (the wall clock stepped back): count into the newer
+        // window rather than forget it, so a clock step never grants extra budget.
+        entry = { windowStartMs: prev.windowStartMs, count: prev.count + add };
+      }
+      if (add === 0 && prev === undefined) return Promise.resolve(0); // reads create nothing
+      const endMs = entry.windowStartMs + windowMs;
+      // lru-cache treats ttl 0 as "never expires"; a window that has already ended keeps 1 ms.
+      const ttl = Math.min(windowMs, Math.max(1, endMs - clock()));
+      cache.set(key, entry, { ttl });
+      return Promise.resolve(entry.count);
+    },
+    ping() {
+      return Promise.resolve();
+    },
+    // Nothing to release (no sockets, no timers). Deliberately keeps counting if a request that
+    // started before a reload still calls in: closing must never break an in-flight request.
+    close() {
+      return Promise.resolve();
+    },
+  };
+}
