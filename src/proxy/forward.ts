@@ -1,0 +1,245 @@
+/**
+ * Step 8 of the pipeline (SPEC.md §1.8, §5): forwards an authorised request to its upstream.
+ * HTTP goes through undici — one keep-alive `Pool` per configured upstream — streaming the
+ * request body from the client and the response body straight into the Node `ServerResponse`
+ * with backpressure; nothing is buffered. WebSocket upgrades go to `websocket.ts` (http-proxy).
+ *
+ * Failures:
+ * - refused / reset / DNS / connect timeout before response headers → 502 upstream_unavailable,
+ *   rendered with `deps.render`;
+ * - no response headers within `timeout_ms` → 504 upstream_timeout;
+ * - a failure after headers were sent (reset mid-body, `timeout_ms` without a body chunk) → the
+ *   client connection is destroyed (the status cannot change any more) and `error` is reported;
+ * - the client hanging up → the upstream request is aborted, `{ aborted: true }`.
+ * Nothing here throws for a network failure or leaves an 'error' event unhandled.
+ *
+ * `Expect: 100-continue` is not forwarded: undici refuses the header, and Node has already
+ * answered the client's `100 Continue` when it emitted the request, so the body flows anyway.
+ * 1xx responses from the upstream (103 Early Hints) are not relayed.
+ *
+ * @example
+ *   const fwd = createForwarder(config.upstreams, { render: (e) => renderError(e, { realm: 'api' }) });
+ *   server.on('request', async (req, res) => {
+ *     const r = await fwd.forward(req, res, {
+ *       upstream: 'default', pathAndQuery: '/v2/room?expand=items',
+ *       headers: buildUpstreamHeaders(req.headers, {...}), responseHeaders: { 'x-request-id': id },
+ *     });
+ *     log.info({ status: r.status, upstreamMs: r.upstreamMs, reason: r.error?.code });
+ *   });
+ *   server.on('upgrade', (req, socket, head) => fwd.upgrade(req, socket, head, opts));
+ *   await fwd.close();
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { Pool } from 'undici';
+import type { UpstreamConfig } from '../config/schema.js';
+import { GatewayError } from '../errors.js';
+import type { ErrorCode, RenderedError } from '../errors.js';
+import { systemClock } from '../types.js';
+import type { Clock } from '../types.js';
+import { filterResponseHeaders } from './upstream-headers.js';
+import { createWsProxy } from './websocket.js';
+
+export interface ForwardOptions {
+  /** Upstream name (a key of `upstreams`). */
+  upstream: string;
+  /** Path and query to request, exactly as they go on the wire (`auth_token` already removed). */
+  pathAndQuery: string;
+  /** Request headers for the upstream, from `buildUpstreamHeaders` (lower-case names). */
+  headers: Record<string, string | string[]>;
+  /** The gateway's own response headers (X-Request-Id, rate-limit headers); they override the upstream's. */
+  responseHeaders: Record<string, string>;
+}
+
+export interface ForwardResult {
+  /** Status as sent to the client; 499 when the client left before any response was sent. */
+  status: number;
+  /** Milliseconds from dispatch to the upstream's response headers (0 when there were none). */
+  upstreamMs: number;
+  /** Set when the exchange failed on the upstream side (before or after headers were sent). */
+  error?: GatewayError;
+  /** The client hung up before the response finished; the upstream request was aborted. */
+  aborted?: boolean;
+}
+
+export interface Forwarder {
+  /** Resolves when the response is finished (or aborted). Never rejects for network failures. */
+  forward(req: IncomingMessage, res: ServerResponse, opts: ForwardOptions): Promise<ForwardResult>;
+  /** Proxies a WebSocket upgrade (the request already passed the pipeline). */
+  upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, opts: ForwardOptions): void;
+  /** Closes every pool, letting in-flight requests finish. */
+  close(): Promise<void>;
+}
+
+export interface ForwarderDeps {
+  /** Renders the gateway's own error response (renderError bound to the realm/docs URL). */
+  render: (err: GatewayError) => RenderedError;
+  clock?: Clock;
+  /** Called once per upstream failure, with the reason code it maps to (for logs and metrics). */
+  onUpstreamError?: (err: Error, code: ErrorCode) => void;
+}
+
+/** Status reported when the client left before anything was sent (nginx's convention). */
+export const CLIENT_CLOSED_REQUEST = 499;
+
+/** Idle keep-alive sockets are closed after this long, ms; below Node's 5 s server default so we never reuse a socket the upstream is closing. */
+const KEEP_ALIVE_TIMEOUT_MS = 4_000;
+
+interface UpstreamEntry {
+  config: UpstreamConfig;
+  pool: Pool;
+  /** Path of the upstream URL without its trailing slash ('' for `http://host:port`). */
+  prefix: string;
+}
+
+const HEADERS_TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
+
+function reasonFor(err: Error): ErrorCode {
+  const code = (err as { code?: unknown }).code;
+  return typeof code === 'string' && HEADERS_TIMEOUT_CODES.has(code) ? 'upstream_timeout' : 'upstream_unavailable';
+}
+
+/** A short, token-free description of a network error: its code, never its message. */
+function describe(err: Error): string {
+  const code = (err as { code?: unknown }).code;
+  return typeof code === 'string' ? code : err.name;
+}
+
+function lowerKeys(h: Record<string, string>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(h)) out[k.toLowerCase()] = v;
+  return out;
+}
+
+/** HTTP/1.1 requests carry a body only when they say so (RFC 9112 §6.3). */
+function hasRequestBody(req: IncomingMessage): boolean {
+  if (req.headers['transfer-encoding'] !== undefined) return true;
+  const len = req.headers['content-length'];
+  return len !== undefined && len !== '0';
+}
+
+function whenClosed(res: ServerResponse): Promise<void> {
+  if (res.writableFinished || res.destroyed) return Promise.resolve();
+  return new Promise((resolve) => {
+    res.once('finish', resolve);
+    res.once('close', resolve);
+  });
+}
+
+/**
+ * Builds one Pool per upstream. Options map from config as: `max_sockets` → `connections`,
+ * `connect_timeout_ms` → `connectTimeout`, `timeout_ms` → `headersTimeout` and `bodyTimeout`
+ * (the longest silence between two body chunks).
+ */
+export function createForwarder(upstreams: Record<string, UpstreamConfig>, deps: ForwarderDeps): Forwarder {
+  const clock = deps.clock ?? systemClock;
+  const entries = new Map<string, UpstreamEntry>();
+  for (const [name, config] of Object.entries(upstreams)) {
+    const url = new URL(config.url);
+    entries.set(name, {
+      config,
+      prefix: url.pathname.replace(/\/+$/, ''),
+      pool: new Pool(url.origin, {
+        connections: config.max_sockets,
+        connectTimeout: config.connect_timeout_ms,
+        headersTimeout: config.timeout_ms,
+        bodyTimeout: config.timeout_ms,
+        keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
+      }),
+    });
+  }
+  const ws = createWsProxy({
+    render: deps.render,
+    onError: (err, code) => deps.onUpstreamError?.(err, code),
+  });
+
+  const entryFor = (name: string): UpstreamEntry => {
+    const e = entries.get(name);
+    if (!e) throw new TypeError(`unknown upstream "${name}"; defined: ${[...entries.keys()].join(', ')}`);
+    return e;
+  };
+
+  async function forward(req: IncomingMessage, res: ServerResponse, opts: ForwardOptions): Promise<ForwardResult> {
+    const entry = entryFor(opts.upstream);
+    const start = clock();
+    let upstreamMs = 0;
+    const controller = new AbortController();
+    const responseHeaders = lowerKeys(opts.responseHeaders);
+
+    // A 'close' before 'finish' without an error of our own means the client went away.
+    // (When undici destroys `res` because the upstream failed mid-body, `res.errored` is set.)
+    let clientGone = false;
+    const onClose = (): void => {
+      if (res.writableFinished || res.errored) return;
+      clientGone = true;
+      controller.abort();
+    };
+    if (res.destroyed) return { status: CLIENT_CLOSED_REQUEST, upstreamMs, aborted: true };
+    res.once('close', onClose);
+
+    const headers: Record<string, string | string[]> = {};
+    for (const [k, v] of Object.entries(opts.headers)) if (k.toLowerCase() !== 'expect') headers[k] = v;
+    const withBody = hasRequestBody(req);
+
+    try {
+      await entry.pool.stream(
+        {
+          path: entry.prefix + opts.pathAndQuery,
+          method: req.method ?? 'GET',
+          headers,
+          body: withBody ? req : null,
+          signal: controller.signal,
+        },
+        ({ statusCode, headers: upstreamHeaders }) => {
+          upstreamMs = clock() - start;
+          res.writeHead(statusCode, { ...filterResponseHeaders(upstreamHeaders), ...responseHeaders });
+          return res;
+        },
+      );
+      return { status: res.statusCode, upstreamMs };
+    } catch (e) {
+      // After headers, undici reports the stream's premature close; the upstream's own error
+      // (reset, body timeout) is the one it destroyed `res` with.
+      const errored: unknown = res.errored;
+      const err = errored instanceof Error ? errored : e instanceof Error ? e : new Error(String(e));
+      if (clientGone || controller.signal.aborted) {
+        return { status: res.headersSent ? res.statusCode : CLIENT_CLOSED_REQUEST, upstreamMs, aborted: true };
+      }
+      const code = reasonFor(err);
+      const gwErr = new GatewayError(code, { why: describe(err) });
+      deps.onUpstreamError?.(err, code);
+      if (res.headersSent || res.destroyed) {
+        res.destroy();
+        return { status: res.headersSent ? res.statusCode : CLIENT_CLOSED_REQUEST, upstreamMs, error: gwErr };
+      }
+      const rendered = deps.render(gwErr);
+      const h: Record<string, string> = { ...rendered.headers, ...responseHeaders };
+      // An unread request body would be parsed as the next request: close after this answer.
+      if (withBody && !req.complete) h['connection'] = 'close';
+      res.writeHead(rendered.status, h);
+      res.end(rendered.body);
+      await whenClosed(res);
+      return { status: rendered.status, upstreamMs, error: gwErr };
+    } finally {
+      res.off('close', onClose);
+    }
+  }
+
+  return {
+    forward,
+    upgrade(req, socket, head, opts) {
+      const entry = entryFor(opts.upstream);
+      ws.proxy(req, socket, head, {
+        target: entry.config.url,
+        pathAndQuery: entry.prefix + opts.pathAndQuery,
+        headers: opts.headers,
+        responseHeaders: opts.responseHeaders,
+        timeoutMs: entry.config.timeout_ms,
+      });
+    },
+    async close() {
+      await Promise.all([...entries.values()].map((e) => e.pool.close()));
+      ws.close();
+    },
+  };
+}

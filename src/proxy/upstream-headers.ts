@@ -1,0 +1,209 @@
+/**
+ * What the upstream sees and what the client gets back (SPEC.md §5), as pure functions:
+ * hop-by-hop filtering, query rewriting (`auth_token` / `auth_test` removed), identity headers
+ * (anti-spoofing first, then the verified principal) and `X-Forwarded-*`.
+ *
+ * All header names in the returned records are lower case, so callers can merge records without
+ * ending up with two spellings of the same field.
+ *
+ * @example
+ *   const query = stripQueryParams('auth_token=abc&expand=items.user', new Set(['auth_token', 'auth_test']));
+ *   // 'expand=items.user'
+ *   const headers = buildUpstreamHeaders(req.headers, {
+ *     identityPrefix: 'X-Auth-', principal, token, forwardToken: true,
+ *     requestId, clientIp: '10.0.0.7', proto: 'http', host: req.headers.host,
+ *   });
+ */
+import type { IncomingHttpHeaders } from 'node:http';
+import type { Principal } from '../types.js';
+
+/**
+ * Fields that describe one connection, not the message (RFC 9110 §7.6.1), never copied between
+ * the client and upstream legs. `host` is here too: the upstream client sets the upstream's own
+ * Host, and the original one travels as `X-Forwarded-Host`. `proxy-connection` is the legacy,
+ * non-standard spelling some clients still send.
+ */
+export const HOP_BY_HOP: ReadonlySet<string> = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'proxy-connection',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'host',
+]);
+
+/** Longest identity-header value sent upstream, in bytes (UTF-8). */
+export const MAX_IDENTITY_VALUE_BYTES = 1024;
+
+type HeaderRecord = Record<string, string | string[] | undefined>;
+
+/** Names the message's own `Connection` header declares hop-by-hop (`Connection: close, x-foo`). */
+function connectionListed(connection: string | string[] | undefined): Set<string> {
+  const out = new Set<string>();
+  if (connection === undefined) return out;
+  for (const v of Array.isArray(connection) ? connection : [connection]) {
+    for (const name of v.split(',')) {
+      const n = name.trim().toLowerCase();
+      if (n) out.add(n);
+    }
+  }
+  return out;
+}
+
+/** Copies `h` with lower-cased names, minus hop-by-hop fields and the ones `Connection` lists. */
+function withoutHopByHop(h: HeaderRecord): Record<string, string | string[]> {
+  const listed = connectionListed(findHeader(h, 'connection'));
+  const out: Record<string, string | string[]> = {};
+  for (const [rawName, value] of Object.entries(h)) {
+    if (value === undefined) continue;
+    const name = rawName.toLowerCase();
+    if (HOP_BY_HOP.has(name) || listed.has(name)) continue;
+    out[name] = Array.isArray(value) ? [...value] : value;
+  }
+  return out;
+}
+
+function findHeader(h: HeaderRecord, lowerName: string): string | string[] | undefined {
+  const direct = h[lowerName];
+  if (direct !== undefined) return direct;
+  for (const [k, v] of Object.entries(h)) if (k.toLowerCase() === lowerName) return v;
+  return undefined;
+}
+
+function decodeName(raw: string): string {
+  // Form encoding: '+' is a space. A malformed escape cannot name a parameter we drop, so it
+  // stays as written.
+  try {
+    return decodeURIComponent(raw.replace(/\+/g, ' '));
+  } catch {
+    return raw;
+  }
+}
+
+/**
+ * Removes every `name=value` pair whose decoded name is in `drop` from a raw query string
+ * (without the leading `?`). Every other pair is kept byte for byte and in order — repeated
+ * names, empty values and escapes such as `%2F` untouched; only `&` separates pairs. Returns ''
+ * when nothing is left.
+ *
+ * @example
+ *   stripQueryParams('a=1&auth%5Ftoken=t&a=2', new Set(['auth_token'])); // 'a=1&a=2'
+ */
+export function stripQueryParams(rawQuery: string, drop: ReadonlySet<string>): string {
+  if (rawQuery === '') return '';
+  const kept = rawQuery.split('&').filter((pair) => {
+    const eq = pair.indexOf('=');
+    const name = eq === -1 ? pair : pair.slice(0, eq);
+    return !drop.has(decodeName(name));
+  });
+  return kept.join('&');
+}
+
+/**
+ * Makes a claim value safe as a header value: control characters (CR, LF, NUL, DEL, ...) removed,
+ * clipped to MAX_IDENTITY_VALUE_BYTES of UTF-8 on a character boundary, and non-ASCII text sent
+ * as its UTF-8 bytes (RFC 9110 obs-text; a Node upstream recovers it with
+ * `Buffer.from(v, 'latin1').toString('utf8')`).
+ */
+export function safeHeaderValue(value: string): string {
+  // eslint-disable-next-line no-control-regex
+  const clean = value.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, '').trim();
+  let bytes = 0;
+  let end = 0;
+  for (const ch of clean) {
+    const n = Buffer.byteLength(ch, 'utf8');
+    if (bytes + n > MAX_IDENTITY_VALUE_BYTES) break;
+    bytes += n;
+    end += ch.length;
+  }
+  return Buffer.from(clean.slice(0, end), 'utf8').toString('latin1');
+}
+
+export interface UpstreamHeaderOptions {
+  /** Configured `tokens.identity_header_prefix`, e.g. `X-Auth-`. */
+  identityPrefix: string;
+  /** The verified token's principal; absent on public routes. */
+  principal?: Principal | undefined;
+  /** The verified token, wherever it came from (header or query). */
+  token?: string | undefined;
+  /** `tokens.forward_token`. */
+  forwardToken: boolean;
+  requestId: string;
+  clientIp: string;
+  proto: 'http' | 'https';
+  /** The client's Host; defaults to the incoming `host` header. Sent as X-Forwarded-Host. */
+  host?: string | undefined;
+}
+
+/**
+ * Headers for the upstream request: the client's headers minus hop-by-hop ones and minus every
+ * header starting with `identityPrefix` (always, also on public routes: a client can never
+ * choose its identity), `Authorization` replaced by `Bearer <token>` only when `forwardToken`
+ * and a token was verified, then the identity headers of `principal`, `X-Forwarded-For`
+ * (client ip appended to any incoming list), `-Proto`, `-Host` and `X-Request-Id`.
+ *
+ * @example
+ *   buildUpstreamHeaders({ 'x-auth-subject': 'admin', accept: '*\/*' }, {
+ *     identityPrefix: 'X-Auth-', principal: { issuerName: 'local', subject: 'u1', clientType: 'user', scopes: ['view_group'] },
+ *     forwardToken: false, requestId: 'r1', clientIp: '10.0.0.7', proto: 'http',
+ *   });
+ *   // { accept: '*\/*', 'x-auth-subject': 'u1', 'x-auth-client-type': 'user', 'x-auth-scopes': 'view_group', ... }
+ */
+export function buildUpstreamHeaders(
+  incoming: IncomingHttpHeaders,
+  opts: UpstreamHeaderOptions,
+): Record<string, string | string[]> {
+  const prefix = opts.identityPrefix.toLowerCase();
+  const out = withoutHopByHop(incoming);
+  for (const name of Object.keys(out)) {
+    if (prefix !== '' && name.startsWith(prefix)) delete out[name];
+  }
+  delete out['authorization'];
+  if (opts.forwardToken && opts.token) out['authorization'] = `Bearer ${opts.token}`;
+
+  const p = opts.principal;
+  if (p) {
+    const identity: Array<[string, string | undefined]> = [
+      ['subject', p.subject],
+      ['client-type', p.clientType],
+      ['scopes', p.scopes.join(' ')],
+      ['room', p.room],
+      ['group', p.group],
+      ['token-id', p.tokenId],
+      ['issuer', p.iss],
+    ];
+    for (const [suffix, value] of identity) {
+      if (value === undefined) continue;
+      const safe = safeHeaderValue(value);
+      if (safe !== '') out[`${prefix}${suffix}`] = safe;
+    }
+  }
+
+  const xff = incoming['x-forwarded-for'];
+  const prior = (Array.isArray(xff) ? xff.join(', ') : (xff ?? '')).trim();
+  out['x-forwarded-for'] = prior ? `${prior}, ${opts.clientIp}` : opts.clientIp;
+  out['x-forwarded-proto'] = opts.proto;
+  const host = opts.host ?? incoming.host;
+  if (host) out['x-forwarded-host'] = host;
+  else delete out['x-forwarded-host'];
+  out['x-request-id'] = opts.requestId;
+  return out;
+}
+
+/**
+ * The upstream's response headers as the client may see them: hop-by-hop fields (and those the
+ * response's `Connection` lists) removed, names lower-cased.
+ *
+ * @example
+ *   filterResponseHeaders({ 'content-type': 'text/plain', connection: 'keep-alive', 'keep-alive': 'timeout=5' });
+ *   // { 'content-type': 'text/plain' }
+ */
+export function filterResponseHeaders(
+  h: IncomingHttpHeaders | Record<string, string | string[] | undefined>,
+): Record<string, string | string[]> {
+  return withoutHopByHop(h);
+}
