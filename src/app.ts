@@ -1,0 +1,326 @@
+/**
+ * createApp(loaded, deps): the one place where the pipeline order is written (SPEC §1).
+ *
+ *   context → path safety + route match → token → verify → authorize → auth_test → rate limit → proxy
+ *
+ * Every stage is a pure module (routing/, auth/, authz/, ratelimit/, proxy/); the Hono middlewares
+ * below only wire them to the request. Each stage refuses by throwing a GatewayError; `onError`
+ * renders it through errors.ts, the one code → HTTP table. Request bodies are never read here:
+ * the proxy stage streams the Node request straight to undici and answers RESPONSE_ALREADY_SENT.
+ *
+ * @example
+ *   const gw = createApp(loaded, { clock, logger, metrics, verifier, limiter, forwarder });
+ *   http.createServer(getRequestListener(gw.fetch)).on('upgrade', gw.handleUpgrade);
+ */
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import { STATUS_CODES } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { HttpBindings } from '@hono/node-server';
+import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
+import { Hono, type MiddlewareHandler } from 'hono';
+import type { Logger } from 'pino';
+import { extractToken, type ExtractOptions } from './auth/extract-token.js';
+import type { TokenVerifier } from './auth/verify-token.js';
+import { authorize, isAuthTest } from './authz/authorize.js';
+import type { LoadedConfig } from './config/load.js';
+import { GatewayError, isGatewayError, renderError, type ErrorCode, type RenderOptions } from './errors.js';
+import type { Decision, Metrics } from './observability/metrics.js';
+import { redactQuery } from './observability/logger.js';
+import { buildUpstreamHeaders, stripQueryParams } from './proxy/upstream-headers.js';
+import type { Forwarder } from './proxy/forward.js';
+import type { RateLimiter } from './ratelimit/policy.js';
+import { checkPathSafety } from './routing/path-safety.js';
+import { matchRoute } from './routing/match-route.js';
+import type { Clock, CompiledRoute, Principal } from './types.js';
+
+export const AUTH_TEST_BODY = JSON.stringify({
+  success: { code: 202, message: 'This auth_token has access to use this method.', type: 'Accepted' },
+});
+
+export interface AppDeps {
+  clock: Clock;
+  logger: Logger;
+  metrics: Metrics;
+  verifier: TokenVerifier;
+  limiter: RateLimiter;
+  forwarder: Forwarder;
+}
+
+/** Per-request state, one mutable object shared by the stages of one request. */
+export interface RequestState {
+  requestId: string;
+  startMs: number;
+  method: string;
+  rawPath: string;
+  rawQuery: string;
+  route: CompiledRoute | null;
+  params: Record<string, string>;
+  token?: string | undefined;
+  tokenSource?: 'header' | 'query' | undefined;
+  principal?: Principal | undefined;
+  limitKey?: string | undefined;
+  /** Headers every response of this request carries (request id, rate-limit state). */
+  responseHeaders: Record<string, string>;
+  decision: Decision;
+  reason?: ErrorCode | undefined;
+  status?: number | undefined;
+  upstreamMs?: number | undefined;
+  upgrade?: { socket: Duplex; head: Buffer } | undefined;
+  /** Read at arrival: undici may detach the socket from the request after an upstream error. */
+  clientIp: string;
+}
+
+type Env = { Bindings: HttpBindings & { upgrade?: { socket: Duplex; head: Buffer } }; Variables: { rc: RequestState } };
+
+export interface Gateway {
+  /** Hono's fetch, for @hono/node-server's getRequestListener (or app.request in tests). */
+  fetch: (req: Request, env: Env['Bindings']) => Response | Promise<Response>;
+  /** The Node server's 'upgrade' listener: the same pipeline, then http-proxy's ws. */
+  handleUpgrade: (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
+  readonly loaded: LoadedConfig;
+}
+
+const REQUEST_ID = /^[A-Za-z0-9._:@/+=-]{1,128}$/;
+const FALLBACK_ROUTE_ID = 'fallback';
+
+export function createApp(loaded: LoadedConfig, deps: AppDeps): Gateway {
+  const { config, routes } = loaded;
+  const { clock, logger, metrics, verifier, limiter, forwarder } = deps;
+  const renderOpts: RenderOptions = { realm: config.realm, docsUrl: config.docs_url };
+  const extractOpts: ExtractOptions = {
+    sources: config.tokens.sources,
+    queryParam: config.tokens.query_param,
+    maxTokenBytes: config.tokens.max_token_bytes,
+  };
+  const stripParams: ReadonlySet<string> = new Set([config.tokens.query_param, 'auth_test']);
+  const redactParams = [config.tokens.query_param];
+  const fallbackRoute: CompiledRoute | null =
+    config.fallback === 'authenticated'
+      ? { id: FALLBACK_ROUTE_ID, config: { path: '/*', public: false }, methods: null, params: [], upstream: 'default', index: -1 }
+      : null;
+
+  // ── context: request id, timing, metrics and the access log line ────────────────────────────
+  const context: MiddlewareHandler<Env> = async (c, next) => {
+    const incoming = c.env.incoming;
+    const url = incoming.url ?? '/';
+    const q = url.indexOf('?');
+    const given = incoming.headers['x-request-id'];
+    const rc: RequestState = {
+      requestId: typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID(),
+      startMs: clock(),
+      method: incoming.method ?? 'GET',
+      rawPath: q === -1 ? url : url.slice(0, q),
+      rawQuery: q === -1 ? '' : url.slice(q + 1),
+      route: null,
+      params: {},
+      responseHeaders: {},
+      decision: 'denied',
+      upgrade: c.env.upgrade,
+      clientIp: incoming.socket?.remoteAddress ?? '',
+    };
+    rc.responseHeaders['x-request-id'] = rc.requestId;
+    c.set('rc', rc);
+    metrics.inflight.inc();
+    try {
+      await next();
+    } finally {
+      metrics.inflight.dec();
+      const status = rc.status ?? c.res.status;
+      const seconds = (clock() - rc.startMs) / 1000;
+      const routeId = rc.route?.id ?? 'unmatched';
+      metrics.observeRequest({ route: routeId, method: rc.method, status, decision: rc.decision, seconds, reason: rc.reason });
+      logger.info(
+        {
+          request_id: rc.requestId,
+          method: rc.method,
+          path: redactQuery(url, redactParams),
+          route: routeId,
+          status,
+          decision: rc.decision,
+          reason: rc.reason,
+          duration_ms: Math.round((clock() - rc.startMs) * 1000) / 1000,
+          upstream_ms: rc.upstreamMs,
+          token_id: rc.principal?.tokenId,
+          subject: rc.principal?.subject,
+          client_type: rc.principal?.clientType,
+          limit_key: rc.limitKey,
+          client_ip: rc.clientIp,
+        },
+        'request',
+      );
+    }
+  };
+
+  // ── 1–2: path safety, then route match ──────────────────────────────────────────────────────
+  const route: MiddlewareHandler<Env> = async (c, next) => {
+    const rc = c.var.rc;
+    if (!rc.rawPath.startsWith('/')) throw new GatewayError('bad_request', { why: 'request target must be an absolute path' });
+    const unsafe = checkPathSafety(rc.rawPath);
+    if (unsafe) throw new GatewayError('bad_request', { why: unsafe });
+    const m = matchRoute(routes, rc.method, rc.rawPath);
+    if (m.kind === 'match') {
+      rc.route = m.route;
+      rc.params = m.params;
+    } else if (fallbackRoute) {
+      rc.route = fallbackRoute;
+    } else if (m.kind === 'method_not_allowed') {
+      throw new GatewayError('method_not_allowed', { allow: m.allow });
+    } else {
+      throw new GatewayError('route_not_found');
+    }
+    if (rc.route.config.public) {
+      rc.decision = 'public';
+      return proxy(c, next);
+    }
+    await next();
+  };
+
+  // ── 3–4: token extraction and verification ──────────────────────────────────────────────────
+  const authenticate: MiddlewareHandler<Env> = async (c, next) => {
+    const rc = c.var.rc;
+    const incoming = c.env.incoming;
+    const { token, source } = extractToken(incoming.headersDistinct?.authorization, rc.rawQuery, extractOpts);
+    rc.token = token;
+    rc.tokenSource = source;
+    rc.principal = await verifier.verify(token);
+    await next();
+  };
+
+  // ── 5: client type, scopes, room binding (a refusal still spends one unit of budget) ────────
+  const authorizeStage: MiddlewareHandler<Env> = async (c, next) => {
+    const rc = c.var.rc;
+    if (rc.route!.id !== FALLBACK_ROUTE_ID) {
+      const denied = authorize(rc.route!, rc.principal!, rc.params);
+      if (denied) {
+        await limit(rc, true, false);
+        throw denied;
+      }
+    }
+    await next();
+  };
+
+  // ── 6: auth_test probes are answered here; 7: rate limit ────────────────────────────────────
+  const limitStage: MiddlewareHandler<Env> = async (c, next) => {
+    const rc = c.var.rc;
+    if (isAuthTest(rc.rawQuery)) {
+      await limit(rc, false, true);
+      rc.decision = 'auth_test';
+      rc.status = 202;
+      return new Response(AUTH_TEST_BODY, { status: 202, headers: { 'content-type': 'application/json', ...rc.responseHeaders } });
+    }
+    await limit(rc, true, true);
+    rc.decision = 'allowed';
+    await next();
+  };
+
+  async function limit(rc: RequestState, consume: boolean, enforce: boolean): Promise<void> {
+    const d = await limiter.check({ principal: rc.principal!, token: rc.token!, route: rc.route, params: rc.params, consume });
+    rc.limitKey = d.key;
+    Object.assign(rc.responseHeaders, d.headers);
+    if (d.storeError) {
+      metrics.rateLimitStoreErrors.inc({ store: limiter.store.kind });
+      logger.warn(
+        { request_id: rc.requestId, err: d.storeError.message },
+        d.error ? 'rate-limit store error; refusing (on_store_error: closed)' : 'rate-limit store error; forwarding (on_store_error: open)',
+      );
+    }
+    if (enforce && d.error) {
+      if (d.limited) metrics.rateLimited.inc({ route: rc.route?.id ?? 'unmatched', kind: d.limited });
+      throw d.error;
+    }
+  }
+
+  // ── 8: proxy (HTTP through undici, WebSocket through http-proxy) ────────────────────────────
+  const proxy: MiddlewareHandler<Env> = async (c) => {
+    const rc = c.var.rc;
+    const incoming = c.env.incoming;
+    const query = stripQueryParams(rc.rawQuery, stripParams);
+    const opts = {
+      upstream: rc.route!.upstream,
+      pathAndQuery: query ? `${rc.rawPath}?${query}` : rc.rawPath,
+      headers: buildUpstreamHeaders(incoming.headers, {
+        identityPrefix: config.tokens.identity_header_prefix,
+        principal: rc.principal,
+        token: rc.token,
+        forwardToken: config.tokens.forward_token,
+        requestId: rc.requestId,
+        clientIp: rc.clientIp,
+        proto: 'http',
+        host: incoming.headers.host,
+      }),
+      responseHeaders: rc.responseHeaders,
+    };
+    // Public routes check no token, so whatever credentials the client sent (e.g. Basic for a
+    // token endpoint) are the upstream's business and pass through untouched.
+    if (!rc.principal && incoming.headers.authorization !== undefined) opts.headers['authorization'] = incoming.headers.authorization;
+    if (rc.upgrade) {
+      forwarder.upgrade(incoming, rc.upgrade.socket, rc.upgrade.head, opts);
+      rc.status = 101;
+      return RESPONSE_ALREADY_SENT;
+    }
+    const result = await forwarder.forward(incoming, c.env.outgoing, opts);
+    rc.status = result.status;
+    rc.upstreamMs = result.upstreamMs;
+    const upstreamError = result.error?.code === 'upstream_unavailable' || result.error?.code === 'upstream_timeout' ? result.error.code : undefined;
+    metrics.observeUpstream({
+      route: rc.route!.id,
+      upstream: rc.route!.upstream,
+      ...(result.error ? {} : { seconds: result.upstreamMs / 1000 }),
+      ...(upstreamError ? { error: upstreamError } : {}),
+    });
+    if (result.error) {
+      rc.decision = 'upstream_error';
+      rc.reason = result.error.code;
+    }
+    return RESPONSE_ALREADY_SENT;
+  };
+
+  const app = new Hono<Env>();
+  app.all('*', context, route, authenticate, authorizeStage, limitStage, proxy);
+
+  app.onError((err, c) => {
+    const rc = c.get('rc');
+    let gerr: GatewayError;
+    if (isGatewayError(err)) {
+      gerr = err;
+      if (gerr.code === 'keys_unavailable' || gerr.status >= 500) {
+        logger.warn({ request_id: rc?.requestId, reason: gerr.code, why: gerr.detail.why }, 'gateway refused with 5xx');
+      }
+    } else {
+      logger.error({ request_id: rc?.requestId, err }, 'unexpected error in pipeline');
+      gerr = new GatewayError('internal_error');
+    }
+    const r = renderError(gerr, renderOpts);
+    if (rc) {
+      rc.status = r.status;
+      rc.reason = gerr.code;
+      rc.decision = 'denied';
+    }
+    return new Response(r.body, { status: r.status, headers: { ...r.headers, ...(rc?.responseHeaders ?? {}) } });
+  });
+
+  // Hono answers HEAD by running the GET handler and rebuilding the Response, which loses
+  // RESPONSE_ALREADY_SENT. The stages read the method from the Node request, so Hono may see GET.
+  const fetch = (req: Request, env: Env['Bindings']) => app.fetch(req.method === 'HEAD' ? new Request(req.url, { method: 'GET' }) : req, env);
+
+  const handleUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    socket.on('error', () => socket.destroy());
+    const request = new Request(`http://gateway${req.url?.startsWith('/') ? '' : '/'}${req.url ?? '/'}`, { method: req.method ?? 'GET' });
+    Promise.resolve(app.fetch(request, { incoming: req, outgoing: undefined as never, upgrade: { socket, head } }))
+      .then(async (res) => {
+        if (res === RESPONSE_ALREADY_SENT || res.headers.get('x-hono-already-sent')) return;
+        const body = Buffer.from(await res.arrayBuffer());
+        const lines = [`HTTP/1.1 ${res.status} ${STATUS_CODES[res.status] ?? ''}`];
+        res.headers.forEach((v, k) => lines.push(`${k}: ${v}`));
+        lines.push(`content-length: ${body.length}`, 'connection: close', '', '');
+        socket.end(Buffer.concat([Buffer.from(lines.join('\r\n')), body]));
+      })
+      .catch((err: unknown) => {
+        logger.error({ err }, 'upgrade pipeline failed');
+        socket.destroy();
+      });
+  };
+
+  return { fetch, handleUpgrade, loaded };
+}

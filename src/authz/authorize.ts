@@ -1,0 +1,72 @@
+/**
+ * Authorization (SPEC §1.5), pure: client type, then scopes, then room binding.
+ * Returns the refusal, or null when the principal may call the route.
+ *
+ * @example
+ *   const denied = authorize(route, principal, { room_id_or_name: '42' });
+ *   if (denied) throw denied;
+ */
+import { CLIENT_TYPES } from '../config/schema.js';
+import { GatewayError } from '../errors.js';
+import type { CompiledRoute, Principal } from '../types.js';
+
+/** Expands a route's client_types (`oauth` = any of group, room, user); absent = any. */
+export function allowedClientTypes(route: CompiledRoute): readonly string[] {
+  const listed = route.config.client_types;
+  if (!listed || listed.includes('oauth')) return CLIENT_TYPES;
+  return listed;
+}
+
+/** A token is bound to a room when it is a room client or carries a room claim. */
+export function isRoomBound(p: Principal): boolean {
+  return p.clientType === 'room' || p.room !== undefined || p.roomName !== undefined;
+}
+
+export function authorize(route: CompiledRoute, p: Principal, params: Readonly<Record<string, string>>): GatewayError | null {
+  const cfg = route.config;
+  const allowed = allowedClientTypes(route);
+  if (!allowed.includes(p.clientType)) {
+    return new GatewayError('client_type_forbidden', {
+      clientType: p.clientType || '(none)',
+      allowedClientTypes: allowed,
+      why: `client type "${p.clientType || '(none)'}" not in [${allowed.join(', ')}]`,
+    });
+  }
+  if (cfg.scopes && !cfg.scopes.some((s) => p.scopes.includes(s))) {
+    return new GatewayError('scope_insufficient', { scopes: cfg.scopes, why: `token scopes [${p.scopes.join(' ')}] hold none of [${cfg.scopes.join(' ')}]` });
+  }
+  if (cfg.scopes_all && !cfg.scopes_all.every((s) => p.scopes.includes(s))) {
+    const missing = cfg.scopes_all.filter((s) => !p.scopes.includes(s));
+    return new GatewayError('scope_insufficient', { scopes: cfg.scopes_all, allScopes: true, why: `token lacks [${missing.join(' ')}]` });
+  }
+  if (cfg.room_param && isRoomBound(p)) {
+    const room = params[cfg.room_param] ?? '';
+    const ok = (p.room !== undefined && room === p.room) || (p.roomName !== undefined && room === p.roomName);
+    if (!ok) {
+      return new GatewayError('room_forbidden', {
+        room,
+        why: `token bound to room ${p.room ?? '(none)'}${p.roomName ? ` / "${p.roomName}"` : ''}, path names "${room}"`,
+      });
+    }
+  }
+  return null;
+}
+
+/** True when the raw query has `auth_test=true` (value case-insensitive, name exact). */
+export function isAuthTest(rawQuery: string): boolean {
+  if (!rawQuery || (!rawQuery.includes('auth_test') && !rawQuery.includes('%'))) return false;
+  for (const pair of rawQuery.split('&')) {
+    const eq = pair.indexOf('=');
+    if (eq === -1) continue;
+    if (safeDecode(pair.slice(0, eq)) === 'auth_test' && safeDecode(pair.slice(eq + 1)).toLowerCase() === 'true') return true;
+  }
+  return false;
+}
+
+function safeDecode(s: string): string {
+  try {
+    return decodeURIComponent(s.replace(/\+/g, ' '));
+  } catch {
+    return s;
+  }
+}

@@ -1,0 +1,254 @@
+/**
+ * Builds a running gateway from a loaded config: dependencies (verifier, limiter + store, forwarder,
+ * metrics, logger), the proxy listener, the admin listener, atomic reload and graceful drain.
+ * main.ts adds signals on top; tests call startGateway() directly with port 0.
+ *
+ * @example
+ *   const gw = await startGateway({ loaded: loadConfigText(yaml), listen: { port: 0 } });
+ *   await fetch(`${gw.url}/v2/room/42`, { headers: { authorization: `Bearer ${token}` } });
+ *   await gw.shutdown();
+ */
+import http, { STATUS_CODES } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { getRequestListener } from '@hono/node-server';
+import type { Logger } from 'pino';
+import { createAdminApp, type ReadinessCheck } from './admin.js';
+import { createApp, type Gateway } from './app.js';
+import { createTokenVerifier, type TokenVerifier } from './auth/verify-token.js';
+import { loadConfigFile, type LoadedConfig } from './config/load.js';
+import type { GatewayConfig } from './config/schema.js';
+import { GatewayError, renderError } from './errors.js';
+import { createLogger } from './observability/logger.js';
+import { createMetrics, type Metrics } from './observability/metrics.js';
+import { createForwarder, type Forwarder } from './proxy/forward.js';
+import { createMemoryStore } from './ratelimit/memory-store.js';
+import { createRateLimiter } from './ratelimit/policy.js';
+import { createRedisStore } from './ratelimit/redis-store.js';
+import { systemClock, type Clock, type RateLimitStore } from './types.js';
+import { VERSION } from './version.js';
+
+export interface StartOptions {
+  /** An already loaded config; or `configFile` to load (and reload) from disk. */
+  loaded?: LoadedConfig;
+  configFile?: string;
+  env?: Readonly<Record<string, string | undefined>>;
+  /** Overrides config.listen / config.admin (tests pass port 0). */
+  listen?: { host?: string; port?: number };
+  admin?: { host?: string; port?: number } | false;
+  clock?: Clock;
+  logger?: Logger;
+  metrics?: Metrics;
+}
+
+export interface RunningGateway {
+  /** http://host:port of the proxy listener. */
+  url: string;
+  /** http://host:port of the admin listener, when it runs. */
+  adminUrl?: string | undefined;
+  metrics: Metrics;
+  logger: Logger;
+  current(): LoadedConfig;
+  /** Re-reads the config file (or uses `next`), swaps atomically. false (old config kept) on error. */
+  reload(next?: LoadedConfig): Promise<boolean>;
+  readiness(): Promise<ReadinessCheck[]>;
+  /** Fails readiness, stops accepting, drains in-flight requests (bounded), closes everything. */
+  shutdown(): Promise<void>;
+}
+
+/** One configuration's worth of request-handling state. Swapped whole on reload. */
+interface Generation {
+  loaded: LoadedConfig;
+  gateway: Gateway;
+  verifier: TokenVerifier;
+  forwarder: Forwarder;
+  store: RateLimitStore;
+  storeKey: string;
+}
+
+function storeIdentity(cfg: GatewayConfig): string {
+  const r = cfg.rate_limit;
+  return r.store === 'redis' ? `redis|${r.redis_url}|${r.key_prefix}|${r.redis_timeout_ms}` : `memory|${r.max_keys}`;
+}
+
+export async function startGateway(opts: StartOptions): Promise<RunningGateway> {
+  const clock = opts.clock ?? systemClock;
+  const logger = opts.logger ?? createLogger();
+  const metrics = opts.metrics ?? createMetrics({ version: VERSION });
+  const load = async (): Promise<LoadedConfig> => {
+    if (opts.configFile) return loadConfigFile(opts.configFile, opts.env);
+    if (opts.loaded) return opts.loaded;
+    throw new Error('startGateway needs `loaded` or `configFile`');
+  };
+
+  const makeStore = (cfg: GatewayConfig): RateLimitStore => {
+    const r = cfg.rate_limit;
+    if (r.store === 'redis') {
+      return createRedisStore({
+        url: r.redis_url!,
+        keyPrefix: r.key_prefix,
+        timeoutMs: r.redis_timeout_ms,
+        onError: (err) => logger.warn({ err: err.message }, 'redis rate-limit store error'),
+      });
+    }
+    return createMemoryStore({ maxKeys: r.max_keys, clock });
+  };
+
+  const build = async (loaded: LoadedConfig, previous?: Generation): Promise<Generation> => {
+    const cfg = loaded.config;
+    const verifier = await createTokenVerifier(cfg.tokens, {
+      clock,
+      baseDir: loaded.baseDir,
+      observer: {
+        tokenCache: (result) => metrics.tokenCache.inc({ result }),
+        jwksRefresh: (issuer, result) => metrics.jwksRefresh.inc({ issuer, result }),
+      },
+    });
+    // Counters survive reloads: the store is kept unless its identity (kind, url, prefix) changed.
+    const storeKey = storeIdentity(cfg);
+    const store = previous && previous.storeKey === storeKey ? previous.store : makeStore(cfg);
+    const limiter = createRateLimiter(cfg.rate_limit, { store, clock });
+    const renderOpts = { realm: cfg.realm, docsUrl: cfg.docs_url };
+    const forwarder = createForwarder(cfg.upstreams, {
+      render: (err) => renderError(err, renderOpts),
+      clock,
+      onUpstreamError: (err, code) => logger.warn({ reason: code, err: err.message }, 'upstream error'),
+    });
+    const gateway = createApp(loaded, { clock, logger, metrics, verifier, limiter, forwarder });
+    return { loaded, gateway, verifier, forwarder, store, storeKey };
+  };
+
+  let gen = await build(await load());
+  let shuttingDown = false;
+  const cfg0 = gen.loaded.config;
+
+  // Each request captures the generation current when it arrives: in-flight requests finish on it.
+  // @hono/node-server refuses some request targets before our pipeline runs (a backslash in the
+  // path, a bad Host); answer those in the same envelope, log and count them.
+  const refuseMalformed = (err: unknown): Response => {
+    const cfg = gen.loaded.config;
+    const why = err instanceof Error ? err.message : 'malformed request';
+    const r = renderError(new GatewayError('bad_request', { why }), { realm: cfg.realm, docsUrl: cfg.docs_url });
+    metrics.observeRequest({ route: 'unmatched', method: 'OTHER', status: r.status, decision: 'denied', seconds: 0, reason: 'bad_request' });
+    logger.info({ route: 'unmatched', status: r.status, decision: 'denied', reason: 'bad_request', why }, 'request');
+    return new Response(r.body, { status: r.status, headers: r.headers });
+  };
+  const listener = getRequestListener((req, env) => gen.gateway.fetch(req, env as never), { errorHandler: refuseMalformed });
+  const server = http.createServer({ keepAliveTimeout: 65_000, requestTimeout: 0 }, listener);
+  server.on('upgrade', (req, socket, head) => gen.gateway.handleUpgrade(req, socket, head));
+  // Requests Node's parser refuses (raw backslash or control bytes in the target, oversized
+  // headers) never reach the pipeline; answer them in the same envelope.
+  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    if (!socket.writable || (err.code === 'ECONNRESET')) {
+      socket.destroy();
+      return;
+    }
+    const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';
+    const status = tooLarge ? 431 : 400;
+    const cfg = gen.loaded.config;
+    const r = renderError(new GatewayError('bad_request', { why: tooLarge ? 'request headers too large' : 'malformed HTTP request' }), {
+      realm: cfg.realm,
+      docsUrl: cfg.docs_url,
+    });
+    const body = tooLarge ? r.body.replace('"code":400', '"code":431').replace('"Bad Request"', `"${STATUS_CODES[431]}"`) : r.body;
+    const head = [`HTTP/1.1 ${status} ${STATUS_CODES[status]}`, 'content-type: application/json', `content-length: ${Buffer.byteLength(body)}`, 'connection: close'];
+    if (!tooLarge) head.push(`www-authenticate: ${r.headers['www-authenticate']}`);
+    socket.end(`${head.join('\r\n')}\r\n\r\n${body}`);
+  });
+
+  const listen = (s: http.Server, host: string, port: number) =>
+    new Promise<string>((resolve, reject) => {
+      s.once('error', reject);
+      s.listen(port, host, () => {
+        s.off('error', reject);
+        const a = s.address() as AddressInfo;
+        resolve(`http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`);
+      });
+    });
+
+  const url = await listen(server, opts.listen?.host ?? cfg0.listen.host, opts.listen?.port ?? cfg0.listen.port);
+
+  const readiness = async (): Promise<ReadinessCheck[]> => {
+    const g = gen;
+    const checks: ReadinessCheck[] = [{ name: 'config', ok: true }];
+    for (const r of await g.verifier.readiness()) {
+      checks.push({ name: `keys:${r.issuer}`, ok: r.ok, ...(r.error ? { error: r.error } : {}) });
+    }
+    const rl = g.loaded.config.rate_limit;
+    if (rl.enabled && rl.store === 'redis') {
+      const required = rl.on_store_error === 'closed';
+      try {
+        await g.store.ping();
+        checks.push({ name: 'redis', ok: true });
+      } catch (e) {
+        // With on_store_error: open a dead Redis degrades limits but does not stop traffic.
+        checks.push({ name: 'redis', ok: !required, error: (e as Error).message });
+      }
+    }
+    return checks;
+  };
+
+  let adminServer: http.Server | undefined;
+  let adminUrl: string | undefined;
+  if (opts.admin !== false && cfg0.admin.enabled) {
+    const adminApp = createAdminApp({ metrics, readiness, isShuttingDown: () => shuttingDown });
+    adminServer = http.createServer(getRequestListener(adminApp.fetch));
+    adminUrl = await listen(adminServer, opts.admin?.host ?? cfg0.admin.host, opts.admin?.port ?? cfg0.admin.port);
+  }
+
+  // Open connections, so drain can close idle keep-alive sockets and count what is left.
+  let reloading: Promise<boolean> = Promise.resolve(true);
+  const reload = (next?: LoadedConfig): Promise<boolean> => {
+    reloading = reloading.then(async () => {
+      try {
+        const loaded = next ?? (await load());
+        const old = gen;
+        gen = await build(loaded, old);
+        if (old.store !== gen.store) void old.store.close().catch(() => undefined);
+        // undici's Pool.close waits for requests in flight on the old generation.
+        void old.forwarder.close().catch(() => undefined);
+        metrics.configReloads.inc({ result: 'success' });
+        logger.info({ routes: loaded.routes.routes.length, file: loaded.file }, 'config reloaded');
+        return true;
+      } catch (e) {
+        metrics.configReloads.inc({ result: 'error' });
+        logger.error({ err: (e as Error).message }, 'config reload failed; keeping the running config');
+        return false;
+      }
+    });
+    return reloading;
+  };
+
+  const shutdown = async (): Promise<void> => {
+    if (shuttingDown) return;
+    shuttingDown = true;
+    const timeout = gen.loaded.config.shutdown_timeout_ms;
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    server.closeIdleConnections();
+    const timer = new Promise<'timeout'>((resolve) => setTimeout(() => resolve('timeout'), timeout).unref());
+    const idleSweep = setInterval(() => server.closeIdleConnections(), 100);
+    const outcome = await Promise.race([closed.then(() => 'drained' as const), timer]);
+    clearInterval(idleSweep);
+    if (outcome === 'timeout') {
+      logger.warn({ timeout_ms: timeout }, 'drain timed out; closing remaining connections');
+      server.closeAllConnections();
+    }
+    await gen.forwarder.close().catch(() => undefined);
+    await gen.store.close().catch(() => undefined);
+    if (adminServer) {
+      adminServer.closeAllConnections();
+      await new Promise<void>((resolve) => adminServer!.close(() => resolve()));
+    }
+    logger.info({ outcome }, 'shutdown complete');
+  };
+
+  return {
+    url,
+    adminUrl,
+    metrics,
+    logger,
+    current: () => gen.loaded,
+    reload,
+    readiness,
+    shutdown,
+  };
+}
