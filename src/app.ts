@@ -26,7 +26,7 @@ import { authorize, isAuthTest } from './authz/authorize.js';
 import type { LoadedConfig } from './config/load.js';
 import { GatewayError, isGatewayError, renderError, type ErrorCode, type RenderOptions } from './errors.js';
 import type { Decision, Metrics } from './observability/metrics.js';
-import { redactQuery } from './observability/logger.js';
+import { redactUrl } from './observability/logger.js';
 import { buildUpstreamHeaders, stripQueryParams } from './proxy/upstream-headers.js';
 import type { Forwarder } from './proxy/forward.js';
 import type { RateLimiter } from './ratelimit/policy.js';
@@ -134,7 +134,7 @@ export function createApp(loaded: LoadedConfig, deps: AppDeps): Gateway {
         {
           request_id: rc.requestId,
           method: rc.method,
-          path: redactQuery(url, redactParams),
+          path: redactUrl(url, redactParams),
           route: routeId,
           status,
           decision: rc.decision,

@@ -97,12 +97,33 @@ describe('loadConfigText', () => {
 
   it('reports YAML syntax errors with a line', () => {
     const issues = issuesOf('upstreams:\n  default: { url: "x"\n');
-    expect(issues[0]!.message).toMatch(/^YAML/);
+    expect(issues[0]!.message).toMatch(/^YAML syntax/);
     expect(issues[0]!.line).toBeGreaterThan(0);
   });
 
   it('collects every problem in one error', () => {
     const issues = issuesOf(minimal('realm: 5\nfallback: maybe\nwatch: "yes"'));
     expect(issues.map((i) => i.path)).toEqual(expect.arrayContaining(['realm', 'fallback', 'watch']));
+  });
+});
+
+describe('interpolation inside flow collections', () => {
+  it('expands ${VAR} in a flow mapping, as the shared bench configs write it', () => {
+    const text = minimal('listen: { host: 127.0.0.1, port: ${PORT} }\nadmin: { port: ${ADMIN:-9999} }');
+    const { config } = loadConfigText(text, { env: { PORT: '18087' } });
+    expect(config.listen).toEqual({ host: '127.0.0.1', port: 18087 });
+    expect(config.admin.port).toBe(9999);
+  });
+
+  it('keeps a value with YAML syntax in it as plain text, even in flow context', () => {
+    const text = minimal('realm: ${REALM}\nlisten: { host: ${HOST}, port: 1 }');
+    const { config } = loadConfigText(text, { env: { REALM: '{ evil: 1 }, watch: true', HOST: 'a, port: 2' } });
+    expect(config.realm).toBe('{ evil: 1 }, watch: true');
+    expect(config.listen).toEqual({ host: 'a, port: 2', port: 1 });
+  });
+
+  it('keeps $${ as a literal ${', () => {
+    const { config } = loadConfigText(minimal('realm: "a$${B}"'));
+    expect(config.realm).toBe('a${B}');
   });
 });

@@ -3,9 +3,11 @@
  * route compilation. Every failure is one `ConfigError` listing all problems, each naming its YAML
  * path, its line, and (from the schema) the allowed values.
  *
- * Interpolation happens on parsed string scalars, never on the raw text, so an environment value
- * can never inject YAML structure. A scalar that is exactly one `${VAR}` and expands to a number or
- * boolean becomes that number or boolean (`port: ${PORT}`).
+ * `${VAR}` may stand anywhere a scalar may, flow mappings included (`{ port: ${PORT} }`). Each
+ * reference is first swapped for an inert placeholder, the YAML is parsed, and only then are the
+ * placeholders in string scalars replaced by the values — so an environment value can never
+ * inject YAML structure. A scalar that is exactly one `${VAR}` and expands to an integer or
+ * boolean becomes that integer or boolean.
  *
  * @example
  *   const { config, routes } = await loadConfigFile('config/gateway.yaml');
@@ -30,8 +32,25 @@ export interface LoadedConfig {
 type Env = Readonly<Record<string, string | undefined>>;
 type PathKey = string | number;
 
-const ENV_REF = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\$\{/g;
-const WHOLE_REF = /^\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}$/;
+const ENV_REF = /\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}\n]*))?\}/g;
+const PLACEHOLDER = /__SGENV_(\d+)__/g;
+const WHOLE_PLACEHOLDER = /^__SGENV_(\d+)__$/;
+
+interface EnvRef {
+  name: string;
+  def?: string | undefined;
+}
+
+/** Swaps every `${VAR}` / `${VAR:-default}` for `__SGENV_<n>__`; `$${` stays a literal `${`. */
+function protectRefs(text: string): { text: string; refs: EnvRef[] } {
+  const refs: EnvRef[] = [];
+  const out = text.replace(ENV_REF, (match, name: string | undefined, def: string | undefined) => {
+    if (match === '$${') return '$${';
+    refs.push({ name: name!, def });
+    return `__SGENV_${refs.length - 1}__`;
+  });
+  return { text: out, refs };
+}
 
 export function formatPath(path: readonly PropertyKey[]): string {
   let out = '';
@@ -49,27 +68,30 @@ function parsePath(s: string): PathKey[] {
   return out;
 }
 
-function interpolate(value: unknown, env: Env, path: PathKey[], issues: ConfigIssue[]): unknown {
+function interpolate(value: unknown, refs: readonly EnvRef[], env: Env, path: PathKey[], issues: ConfigIssue[]): unknown {
   if (typeof value === 'string') {
-    const whole = WHOLE_REF.exec(value);
-    const out = value.replace(ENV_REF, (match, name: string | undefined, def: string | undefined) => {
-      if (match === '$${') return '${';
-      const v = env[name!];
-      if (v !== undefined && v !== '') return v;
-      if (def !== undefined) return def;
-      issues.push({ path: formatPath(path), message: `environment variable ${name} is not set (write \${${name}:-default} to give a default)` });
-      return '';
-    });
+    if (!value.includes('__SGENV_') && !value.includes('$${')) return value;
+    const whole = WHOLE_PLACEHOLDER.test(value);
+    const out = value
+      .replace(PLACEHOLDER, (_m, i: string) => {
+        const ref = refs[Number(i)]!;
+        const v = env[ref.name];
+        if (v !== undefined && v !== '') return v;
+        if (ref.def !== undefined) return ref.def;
+        issues.push({ path: formatPath(path), message: `environment variable ${ref.name} is not set (write \${${ref.name}:-default} to give a default)` });
+        return '';
+      })
+      .replace(/\$\$\{/g, '${');
     if (whole) {
       if (/^-?\d+$/.test(out)) return Number(out);
       if (out === 'true' || out === 'false') return out === 'true';
     }
     return out;
   }
-  if (Array.isArray(value)) return value.map((v, i) => interpolate(v, env, [...path, i], issues));
+  if (Array.isArray(value)) return value.map((v, i) => interpolate(v, refs, env, [...path, i], issues));
   if (value && typeof value === 'object') {
     const o: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(value)) o[k] = interpolate(v, env, [...path, k], issues);
+    for (const [k, v] of Object.entries(value)) o[k] = interpolate(v, refs, env, [...path, k], issues);
     return o;
   }
   return value;
@@ -122,10 +144,12 @@ function zodIssues(error: z.ZodError): Array<{ path: PathKey[]; message: string 
 export function loadConfigText(text: string, opts: { env?: Env; file?: string; baseDir?: string } = {}): LoadedConfig {
   const env = opts.env ?? process.env;
   const lc = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: true, uniqueKeys: true });
+  const { text: protectedText, refs } = protectRefs(text);
+  const doc = parseDocument(protectedText, { lineCounter: lc, prettyErrors: true, uniqueKeys: true });
   if (doc.errors.length) {
+    // The first few parser errors locate the problem; the rest are usually its echoes.
     throw new ConfigError(
-      doc.errors.map((e) => ({ path: '', line: e.linePos?.[0]?.line, message: `YAML: ${e.message.split('\n')[0]}` })),
+      doc.errors.slice(0, 3).map((e) => ({ path: '', line: e.linePos?.[0]?.line, message: `YAML syntax: ${e.message.split('\n')[0]!.replace(/__SGENV_\d+__/g, '${…}')}` })),
       opts.file,
     );
   }
@@ -134,7 +158,7 @@ export function loadConfigText(text: string, opts: { env?: Env; file?: string; b
     throw new ConfigError([{ path: '', line: 1, message: 'the config must be a YAML mapping (key: value)' }], opts.file);
   }
   const issues: ConfigIssue[] = [];
-  const expanded = interpolate(raw, env, [], issues);
+  const expanded = interpolate(raw, refs, env, [], issues);
   const withLine = (path: PathKey[], message: string): ConfigIssue => ({ path: formatPath(path), line: lineOf(doc, lc, path), message });
   const parsed = GatewayConfigSchema.safeParse(expanded);
   if (!parsed.success) {

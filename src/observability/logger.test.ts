@@ -1,7 +1,7 @@
 import { describe, it, expect } from 'vitest';
 import { createHash } from 'node:crypto';
 import { Writable } from 'node:stream';
-import { createLogger, redactQuery, tokenFingerprint, REDACTED } from './logger.js';
+import { createLogger, redactQuery, redactUrl, tokenFingerprint, REDACTED } from './logger.js';
 
 const TOKEN = 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1MSJ9.c2lnbmF0dXJlLXNlY3JldA';
 
@@ -143,5 +143,18 @@ describe('tokenFingerprint', () => {
   it('differs between tokens and never contains the token', () => {
     expect(tokenFingerprint('a.b.c')).not.toBe(tokenFingerprint('a.b.d'));
     expect(tokenFingerprint(TOKEN)).not.toContain(TOKEN.slice(0, 6));
+  });
+});
+
+describe('redactUrl', () => {
+  const jwt = 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhIn0.sig_-x';
+  it.each([
+    [`/v2/oauth/token/${jwt}`, '/v2/oauth/token/[REDACTED]'],
+    [`/v2/room/1?auth_token=${jwt}&x=1`, '/v2/room/1?auth_token=[REDACTED]&x=1'],
+    [`/a?next=${jwt}`, '/a?next=[REDACTED]'],
+    ['/v2/room/42?expand=items.user', '/v2/room/42?expand=items.user'],
+    ['/files/a.b.c', '/files/a.b.c'],
+  ])('%s → %s', (input, expected) => {
+    expect(redactUrl(input, ['auth_token'])).toBe(expected);
   });
 });

@@ -117,6 +117,20 @@ export function redactQuery(pathAndQuery: string, params: readonly string[]): st
   return `${pathAndQuery.slice(0, q + 1)}${parts.join('&')}${pathAndQuery.slice(end)}`;
 }
 
+// A compact JWS anywhere in a URL (e.g. GET /v2/oauth/token/{access_token}): the header always
+// starts with base64url('{"') = "eyJ".
+const JWT_IN_TEXT = /eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*/g;
+
+/**
+ * The URL as it may be logged: the named query parameters' values and every JWT-shaped
+ * substring (in the path or any other parameter) replaced by [REDACTED].
+ *
+ * @example redactUrl('/v2/oauth/token/eyJ..x.y?auth_token=t', ['auth_token']) // '/v2/oauth/token/[REDACTED]?auth_token=[REDACTED]'
+ */
+export function redactUrl(pathAndQuery: string, params: readonly string[]): string {
+  return redactQuery(pathAndQuery, params).replace(JWT_IN_TEXT, REDACTED);
+}
+
 /** application/x-www-form-urlencoded name decoding; a malformed escape is compared as written. */
 function decodeName(raw: string): string {
   const plus = raw.replace(/\+/g, ' ');

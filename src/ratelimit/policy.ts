@@ -80,14 +80,6 @@ function sfString(s: string): string {
   return `"${s.replace(/[^\x20-\x7e]/g, '?').replace(/["\\]/g, '\\$&')}"`;
 }
 
-function decodeParam(v: string): string {
-  try {
-    return decodeURIComponent(v);
-  } catch {
-    return v; // malformed escapes: bucket by the raw text
-  }
-}
-
 interface WindowPlan {
   storeKey: string;
   limit: number;
@@ -156,7 +148,8 @@ export function createRateLimiter(cfg: RateLimitConfig, deps: { store: RateLimit
   function floodPlan(base: string, route: CompiledRoute | null, params: Readonly<Record<string, string>>): WindowPlan | null {
     const fc = route?.config.flood_control;
     if (!route || !fc) return null;
-    const recipient = decodeParam(params[fc.param] ?? '');
+    // matchRoute already returns decoded parameters; decoding again would merge %2541 with %41.
+    const recipient = params[fc.param] ?? '';
     return {
       storeKey: `${base}|flood:${keyPart(route.id)}:${keyPart(recipient)}`,
       limit: fc.limit,

@@ -338,6 +338,12 @@ describe('forwarding (SPEC §5)', () => {
     expect(h['x-auth-anything']).toBeUndefined();
   });
 
+  it('passes client credentials through unchanged on a public route', async () => {
+    await raw(gw.url, 'GET', '/v2/capabilities?auth_token=x&a=1', { authorization: 'Basic b2F1dGhJZDpzZWNyZXQ=' });
+    expect(up.requests[0]!.headers.authorization).toBe('Basic b2F1dGhJZDpzZWNyZXQ=');
+    expect(up.requests[0]!.url).toBe('/v2/capabilities?a=1');
+  });
+
   it('strips spoofed identity headers on public routes too', async () => {
     await raw(gw.url, 'GET', '/v2/capabilities', { 'x-auth-subject': 'admin' });
     expect(up.requests[0]!.headers['x-auth-subject']).toBeUndefined();
