@@ -1,90 +1,244 @@
 /**
  * `scopegate check`: validate a config and describe its route table in plain words.
- * Errors (invalid config, duplicate routes) make it fail; warnings (shadowed routes, routes that
- * any valid token passes, room/flood parameters the path lacks) are reported but pass.
+ *
+ * Errors make it fail (exit 1): an invalid config (every schema problem, each with its YAML path,
+ * line and allowed values), duplicate method + path routes (every pair), duplicate ids. Warnings
+ * are reported but pass: shadowed routes, non-public routes without scopes, `room_param` or
+ * `flood_control.param` naming a parameter the path lacks.
+ *
+ * It validates with `parseConfigText` (YAML, `${ENV}`, schema) without compiling routes, so a
+ * table the loader would refuse for duplicates is still printed whole, with every duplicate and
+ * every warning, each with its line.
+ *
+ * `--json` prints the `CheckReport` below, a stable shape for machines:
+ *
+ *   {
+ *     "ok": true,                       // false when errors.length + summary.errors > 0
+ *     "file": "/abs/config.yaml",
+ *     "summary": { "routes": 9, "errors": 0, "warnings": 1 },
+ *     "errors": [                       // config errors outside the route analysis
+ *       { "path": "routes[4].bogus", "line": 23, "message": "unknown key \"bogus\"" }
+ *     ],
+ *     "findings": [                     // route analysis (analyze-routes.ts codes)
+ *       { "severity": "warning", "code": "no_scopes", "route": "get-session", "index": 2,
+ *         "path": "routes[2]", "line": 31, "message": "Route \"get-session\" ..." }
+ *     ],
+ *     "routes": [{
+ *       "id": "send-room-notification", "index": 1, "line": 70,
+ *       "methods": ["POST"],            // null = every method; GET implies HEAD
+ *       "path": "/v2/room/{room_id_or_name}/notification",
+ *       "public": false,
+ *       "scopes": { "mode": "any", "list": ["send_notification"] },   // mode: any | all | none | public
+ *       "client_types": ["group", "room", "user"],                      // expanded; [] when public
+ *       "room_param": "room_id_or_name",                                // or null
+ *       "rate_limit": { "limit": 500, "window_s": 300, "window": "token",  // or "route" (own window)
+ *                       "client_types": { "room": { "limit": 100, "window_s": 300 } } },  // or null
+ *       "flood_control": { "limit": 30, "window_s": 60, "param": "room_id_or_name" },     // or null
+ *       "upstream": "default"
+ *     }]
+ *   }
+ *
+ * `line` is 1-based, or null when unknown. `rate_limit` and `flood_control` are null when no
+ * budget applies (public route, or `rate_limit.enabled: false`); `rate_limit.client_types` lists
+ * only the overrides for client types the route admits.
  *
  * @example
  *   const report = await runCheck('config/gateway.yaml');
  *   process.stdout.write(formatCheck(report)); // exit report.ok ? 0 : 1
  */
-import { loadConfigFile } from './config/load.js';
-import { ConfigError, type ConfigIssue } from './errors.js';
-import { analyzeRoutes, type RouteFinding } from './routing/analyze-routes.js';
+import { readFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
 import { allowedClientTypes } from './authz/authorize.js';
+import { parseConfigText } from './config/load.js';
+import type { GatewayConfig, WindowConfig } from './config/schema.js';
+import { analyzeRoutes, type RouteFinding } from './routing/analyze-routes.js';
+import { compileRoute } from './routing/compile-routes.js';
+import type { CompiledRoute } from './types.js';
 
-export interface RouteRow {
-  id: string;
-  methods: string;
+type Env = Readonly<Record<string, string | undefined>>;
+
+export interface CheckIssue {
+  /** YAML path such as `routes[4].methods[0]`; '' for the whole file. */
   path: string;
-  scopes: string;
-  client_types: string;
-  room_binding: string;
-  limits: string;
+  line: number | null;
+  message: string;
+}
+
+export interface CheckFinding extends RouteFinding {
+  /** YAML path of the field the finding is about (`routes[3]`, `routes[3].room_param`, ...). */
+  path: string;
+  line: number | null;
+}
+
+export interface CheckRoute {
+  id: string;
+  index: number;
+  line: number | null;
+  methods: string[] | null;
+  path: string;
+  public: boolean;
+  scopes: { mode: 'any' | 'all' | 'none' | 'public'; list: string[] };
+  client_types: string[];
+  room_param: string | null;
+  rate_limit: (WindowConfig & { window: 'token' | 'route'; client_types: Record<string, WindowConfig> }) | null;
+  flood_control: { limit: number; window_s: number; param: string } | null;
   upstream: string;
 }
 
 export interface CheckReport {
   ok: boolean;
   file: string;
-  errors: ConfigIssue[];
-  findings: RouteFinding[];
-  routes: RouteRow[];
+  summary: { routes: number; errors: number; warnings: number };
+  errors: CheckIssue[];
+  findings: CheckFinding[];
+  routes: CheckRoute[];
 }
 
-export async function runCheck(file: string): Promise<CheckReport> {
-  let loaded;
+/** Validates `file` (env for `${VAR}` defaults to process.env) and reviews its route table. */
+export async function runCheck(file: string, env: Env = process.env): Promise<CheckReport> {
+  const abs = resolve(file);
+  let text: string;
   try {
-    loaded = await loadConfigFile(file);
+    text = await readFile(abs, 'utf8');
   } catch (e) {
-    if (!(e instanceof ConfigError)) throw e;
-    return { ok: false, file, errors: e.issues, findings: [], routes: [] };
+    return report(abs, [{ path: '', line: null, message: `cannot read ${abs}: ${(e as NodeJS.ErrnoException).code ?? String(e)}` }], [], []);
   }
-  const cfg = loaded.config;
-  const findings = analyzeRoutes(cfg.routes, { fallback: cfg.fallback });
-  const rl = cfg.rate_limit;
-  const routes: RouteRow[] = loaded.routes.routes.map((r) => {
-    const c = r.config;
-    const limits: string[] = [];
-    if (!c.public && rl.enabled) {
-      const w = c.rate_limit ?? rl.default;
-      limits.push(`${w.limit}/${w.window_s}s${c.rate_limit ? ' (own window)' : ''}`);
-    }
-    if (c.flood_control) limits.push(`flood ${c.flood_control.limit}/${c.flood_control.window_s}s per {${c.flood_control.param}}`);
-    return {
-      id: r.id,
-      methods: r.methods ? [...r.methods].join(',') : '*',
-      path: c.path,
-      scopes: c.public ? 'public' : c.scopes_all ? `all of ${c.scopes_all.join(' ')}` : c.scopes ? `any of ${c.scopes.join(' ')}` : '(any valid token)',
-      client_types: c.public ? '-' : allowedClientTypes(r).join(','),
-      room_binding: c.room_param ? `{${c.room_param}}` : '-',
-      limits: limits.join('; ') || '-',
-      upstream: r.upstream,
-    };
+  // Parse without compiling routes, so a table with duplicates is still reviewed whole.
+  const parsed = parseConfigText(text, { env });
+  const line = (path: string) => parsed.lineOf(path) ?? null;
+  const config = parsed.config;
+  if (!config) return report(abs, sortIssues(parsed.issues.map((i) => ({ path: i.path, line: i.line ?? null, message: i.message }))), [], []);
+  const findings: CheckFinding[] = analyzeRoutes(config.routes, { fallback: config.fallback }).map((f) => {
+    const path = findingPath(f, config.routes[f.index]?.id !== undefined);
+    return { ...f, path, line: line(path) };
   });
-  return { ok: !findings.some((f) => f.severity === 'error'), file: loaded.file ?? file, errors: [], findings, routes };
+  const routes = config.routes.map((r, i) => describeRoute(compileRoute(r, i), config, line(`routes[${i}]`)));
+  return report(abs, [], findings, routes);
 }
 
-function table(rows: RouteRow[]): string {
-  const cols = ['id', 'methods', 'path', 'scopes', 'client_types', 'room_binding', 'limits', 'upstream'] as const;
-  const width = cols.map((c) => Math.max(c.length, ...rows.map((r) => r[c].length)));
-  const line = (cells: string[]) => cells.map((s, i) => s.padEnd(width[i]!)).join('  ').trimEnd();
-  return [line([...cols]), line(width.map((w) => '-'.repeat(w))), ...rows.map((r) => line(cols.map((c) => r[c])))].join('\n');
+function report(file: string, errors: CheckIssue[], findings: CheckFinding[], routes: CheckRoute[]): CheckReport {
+  const nErrors = findings.filter((f) => f.severity === 'error').length;
+  return {
+    ok: errors.length === 0 && nErrors === 0,
+    file,
+    summary: { routes: routes.length, errors: errors.length + nErrors, warnings: findings.length - nErrors },
+    errors,
+    findings,
+    routes,
+  };
 }
 
+function sortIssues(issues: CheckIssue[]): CheckIssue[] {
+  return issues.map((x, i) => ({ x, i })).sort((a, b) => (a.x.line ?? Infinity) - (b.x.line ?? Infinity) || a.i - b.i).map((e) => e.x);
+}
+
+function findingPath(f: RouteFinding, hasId: boolean): string {
+  const base = `routes[${f.index}]`;
+  switch (f.code) {
+    case 'invalid_path':
+      return `${base}.path`;
+    case 'duplicate_id':
+      return `${base}.${hasId ? 'id' : 'path'}`;
+    case 'room_param_missing':
+      return `${base}.room_param`;
+    case 'flood_param_missing':
+      return `${base}.flood_control.param`;
+    case 'method_shadowed':
+      return `${base}.methods`;
+    default:
+      return base;
+  }
+}
+
+function describeRoute(r: CompiledRoute, config: GatewayConfig, line: number | null): CheckRoute {
+  const c = r.config;
+  const rl = config.rate_limit;
+  const types = c.public ? [] : [...allowedClientTypes(r)];
+  let rateLimit: CheckRoute['rate_limit'] = null;
+  if (!c.public && rl.enabled) {
+    if (c.rate_limit) {
+      rateLimit = { ...c.rate_limit, window: 'route', client_types: {} };
+    } else {
+      // A client-type override changes the token's default window, for the types this route admits.
+      const overrides: Record<string, WindowConfig> = {};
+      for (const t of types) {
+        const w = (rl.client_types as Partial<Record<string, WindowConfig>>)[t];
+        if (w && Object.hasOwn(rl.client_types, t)) overrides[t] = { limit: w.limit, window_s: w.window_s };
+      }
+      rateLimit = { limit: rl.default.limit, window_s: rl.default.window_s, window: 'token', client_types: overrides };
+    }
+  }
+  return {
+    id: r.id,
+    index: r.index,
+    line,
+    methods: r.methods ? [...r.methods] : null,
+    path: c.path,
+    public: c.public,
+    scopes: c.public
+      ? { mode: 'public', list: [] }
+      : c.scopes_all
+        ? { mode: 'all', list: [...c.scopes_all] }
+        : c.scopes
+          ? { mode: 'any', list: [...c.scopes] }
+          : { mode: 'none', list: [] },
+    client_types: types,
+    room_param: c.room_param ?? null,
+    rate_limit: rateLimit,
+    flood_control: !c.public && rl.enabled && c.flood_control ? { ...c.flood_control } : null,
+    upstream: r.upstream,
+  };
+}
+
+// ── Text output ─────────────────────────────────────────────────────────────────────────────────
+
+const window = (w: WindowConfig) => `${w.limit}/${w.window_s}s`;
+
+/** The `limits` cell: "500/300s (room 100/300s); flood 30/60s per {room_id_or_name}". */
+export function limitsText(r: CheckRoute): string {
+  const parts: string[] = [];
+  if (r.rate_limit) {
+    const o = Object.entries(r.rate_limit.client_types).map(([t, w]) => `${t} ${window(w)}`);
+    parts.push(`${window(r.rate_limit)}${r.rate_limit.window === 'route' ? ' (own window)' : o.length ? ` (${o.join(', ')})` : ''}`);
+  }
+  if (r.flood_control) parts.push(`flood ${window(r.flood_control)} per {${r.flood_control.param}}`);
+  return parts.join('; ') || '-';
+}
+
+const COLUMNS = ['id', 'methods', 'path', 'scopes', 'client types', 'room', 'limits', 'upstream'] as const;
+
+function cells(r: CheckRoute): string[] {
+  const scopes = { public: 'public', none: '(any valid token)', any: `any of ${r.scopes.list.join(' ')}`, all: `all of ${r.scopes.list.join(' ')}` }[r.scopes.mode];
+  return [
+    r.id,
+    r.methods ? r.methods.join(',') : '*',
+    r.path,
+    scopes,
+    r.client_types.join(',') || '-',
+    r.room_param ? `{${r.room_param}}` : '-',
+    limitsText(r),
+    r.upstream,
+  ];
+}
+
+function table(rows: CheckRoute[]): string {
+  const body = rows.map(cells);
+  const width = COLUMNS.map((c, i) => Math.max(c.length, ...body.map((r) => r[i]!.length)));
+  const line = (cs: readonly string[]) => cs.map((s, i) => s.padEnd(width[i]!)).join('  ').trimEnd();
+  return [line(COLUMNS), line(width.map((w) => '-'.repeat(w))), ...body.map(line)].join('\n');
+}
+
+const where = (path: string, line: number | null) => `${path || '(root)'}${line ? ` (line ${line})` : ''}`;
+
+/** The human report: table, then every error and warning with its YAML path and line. */
 export function formatCheck(r: CheckReport): string {
   const out: string[] = [];
-  if (r.errors.length) {
-    out.push(`✗ ${r.file}: invalid config`);
-    for (const e of r.errors) out.push(`  error  ${e.path || '(root)'}${e.line ? ` (line ${e.line})` : ''}: ${e.message}`);
-    return `${out.join('\n')}\n`;
-  }
-  out.push(`${r.ok ? '✓' : '✗'} ${r.file}: ${r.routes.length} route(s)`, '', table(r.routes));
-  if (r.findings.length) {
-    out.push('');
-    for (const f of r.findings) out.push(`  ${f.severity.padEnd(7)} routes[${f.index}] ${f.route}: ${f.message}`);
-  }
-  const errors = r.findings.filter((f) => f.severity === 'error').length;
-  const warnings = r.findings.length - errors;
-  out.push('', `${errors} error(s), ${warnings} warning(s)`);
+  const head = r.routes.length || r.findings.length ? `${r.routes.length} route(s)` : 'invalid config';
+  out.push(`${r.ok ? '✓' : '✗'} ${r.file}: ${head}`);
+  if (r.routes.length) out.push('', table(r.routes));
+  if (r.errors.length || r.findings.length) out.push('');
+  for (const e of r.errors) out.push(`  error    ${where(e.path, e.line)}: ${e.message}`);
+  for (const f of r.findings) out.push(`  ${f.severity.padEnd(8)} ${where(f.path, f.line)} ${f.code}: ${f.message}`);
+  out.push('', `${r.summary.errors} error(s), ${r.summary.warnings} warning(s)`);
   return `${out.join('\n')}\n`;
 }

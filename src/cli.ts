@@ -28,7 +28,7 @@ Usage:
   scopegate mint    --config FILE --issuer NAME [--kind addon|user|personal|room-notification]
                     [--sub S] [--client-type group|room|user] [--scopes "a b"] [--room ID]
                     [--room-name NAME] [--group ID] [--ttl 30m|1h|365d|never] [--jti ID]
-  scopegate explain --config FILE (--token T | --token-file FILE) [--json] METHOD URL
+  scopegate explain --config FILE (--token T | --token-file FILE|-) [--json] METHOD URL
 
 FILE defaults to $SCOPEGATE_CONFIG, else config/gateway.yaml.
 `;
@@ -87,6 +87,13 @@ async function main(argv: string[]): Promise<number> {
         },
         strict: true,
       });
+      // Argument mistakes are usage errors (exit 2), found before the config is read.
+      if (values.kind !== undefined && !Object.hasOwn(TOKEN_KINDS, values.kind)) {
+        throw new UsageError(`--kind must be one of ${Object.keys(TOKEN_KINDS).join(', ')}`);
+      }
+      if (values.kind === 'room-notification' && !values.room) {
+        throw new UsageError('--kind room-notification needs --room ID: a room notification token is bound to one room');
+      }
       const loaded = await load(values.config ?? defaultConfig());
       const issuers = loaded.config.tokens.issuers;
       const issuer = values.issuer ? issuers.find((i) => i.name === values.issuer) : issuers.length === 1 ? issuers[0] : undefined;
@@ -96,9 +103,6 @@ async function main(argv: string[]): Promise<number> {
             ? `no issuer named "${values.issuer}"; configured: ${issuers.map((i) => i.name).join(', ')}`
             : `--issuer is required (configured: ${issuers.map((i) => i.name).join(', ')})`,
         );
-      }
-      if (values.kind && !(values.kind in TOKEN_KINDS)) {
-        throw new UsageError(`--kind must be one of ${Object.keys(TOKEN_KINDS).join(', ')}`);
       }
       const token = await mintToken(issuer, {
         kind: values.kind as keyof typeof TOKEN_KINDS | undefined,
@@ -130,7 +134,9 @@ async function main(argv: string[]): Promise<number> {
       });
       if (positionals.length !== 2) throw new UsageError('explain needs METHOD and URL, e.g. explain --token T GET /v2/room/42');
       if (values.token !== undefined && values['token-file'] !== undefined) throw new UsageError('give --token or --token-file, not both');
-      const token = values['token-file'] !== undefined ? readFileSync(values['token-file'], 'utf8').trim() : values.token;
+      const tokenFile = values['token-file'];
+      // `--token-file -` reads stdin, so the token never has to appear in a process listing.
+      const token = tokenFile !== undefined ? readFileSync(tokenFile === '-' ? 0 : tokenFile, 'utf8').trim() : values.token;
       const loaded = await load(values.config ?? defaultConfig());
       const result = await explain(loaded, { method: positionals[0]!, url: positionals[1]!, token });
       process.stdout.write(values.json ? `${JSON.stringify(result, null, 2)}\n` : formatExplanation(result));

@@ -8,13 +8,15 @@
  *   const r = await explain(loaded, { method: 'POST', url: '/v2/room/42/notification', token });
  *   process.stdout.write(formatExplanation(r)); // exit code: r.allowed ? 0 : 1
  */
+import { decodeJwt, decodeProtectedHeader } from 'jose';
 import { extractToken } from './auth/extract-token.js';
 import { createTokenVerifier } from './auth/verify-token.js';
 import { allowedClientTypes, authorize, isAuthTest, isRoomBound } from './authz/authorize.js';
 import { AUTH_TEST_BODY } from './app.js';
 import type { LoadedConfig } from './config/load.js';
+import type { IssuerConfig } from './config/schema.js';
 import { GatewayError, renderError } from './errors.js';
-import { tokenFingerprint } from './observability/logger.js';
+import { redactUrl, REDACTED, tokenFingerprint } from './observability/logger.js';
 import { stripQueryParams } from './proxy/upstream-headers.js';
 import { compileRoutes } from './routing/compile-routes.js';
 import { matchRoute } from './routing/match-route.js';
@@ -43,6 +45,16 @@ export async function explain(
   req: { method: string; url: string; token?: string | undefined; tokenIn?: 'header' | 'query' },
   clock: Clock = systemClock,
 ): Promise<Explanation> {
+  const out = await explainRaw(loaded, req, clock);
+  // Very short strings would blank unrelated text; they are not real tokens anyway.
+  return req.token && req.token.length >= 8 ? scrub(out, req.token) : out;
+}
+
+async function explainRaw(
+  loaded: LoadedConfig,
+  req: { method: string; url: string; token?: string | undefined; tokenIn?: 'header' | 'query' },
+  clock: Clock,
+): Promise<Explanation> {
   const { config, routes } = loaded;
   const method = req.method.toUpperCase();
   // Accept a full URL or a path; only the path and query matter.
@@ -51,7 +63,16 @@ export async function explain(
   const rawPath = q === -1 ? target : target.slice(0, q);
   const rawQuery = q === -1 ? '' : target.slice(q + 1);
   const steps: ExplainStep[] = [];
-  const out: Explanation = { request: { method, path: rawPath, query: rawQuery }, steps, allowed: false, decision: 'denied', response: null };
+  // What is shown of the request: a token in the query (or anywhere JWT-shaped) is redacted.
+  const shown = redactUrl(q === -1 ? rawPath : `${rawPath}?${rawQuery}`, [config.tokens.query_param]);
+  const sq = shown.indexOf('?');
+  const out: Explanation = {
+    request: { method, path: sq === -1 ? shown : shown.slice(0, sq), query: sq === -1 ? '' : shown.slice(sq + 1) },
+    steps,
+    allowed: false,
+    decision: 'denied',
+    response: null,
+  };
   const renderOpts = { realm: config.realm, docsUrl: config.docs_url };
 
   const deny = (err: GatewayError): Explanation => {
@@ -108,7 +129,7 @@ export async function explain(
       queryParam: config.tokens.query_param,
       maxTokenBytes: config.tokens.max_token_bytes,
     });
-    steps.push({ step: 'token', ok: true, detail: `token from ${source} (fingerprint ${tokenFingerprint(token)}, ${token.length} bytes)` });
+    steps.push({ step: 'token', ok: true, detail: `token from ${source} (fingerprint ${tokenFingerprint(token)}, ${token.length} bytes${describeUnverified(token, config.tokens.issuers)})` });
 
     const verifier = await createTokenVerifier(config.tokens, { clock, baseDir: loaded.baseDir });
     const p = await verifier.verify(token);
@@ -178,6 +199,38 @@ export async function explain(
     steps.push({ step, ok: false, detail: `${e.code}${e.detail.why ? `: ${e.detail.why}` : ''}` });
     return deny(e);
   }
+}
+
+/** Unverified header facts (alg, kid) and the issuer its `iss` selects: what the verifier will try. */
+function describeUnverified(token: string, issuers: readonly IssuerConfig[]): string {
+  try {
+    const h = decodeProtectedHeader(token);
+    const c = decodeJwt(token);
+    const iss = typeof c.iss === 'string' ? c.iss : undefined;
+    const issuer = issuers.find((i) => iss !== undefined && i.issuer === iss) ?? issuers.find((i) => i.issuer === undefined);
+    const parts = [`alg ${clip(String(h.alg))}`];
+    if (h.kid !== undefined) parts.push(`kid ${clip(String(h.kid))}`);
+    parts.push(iss !== undefined ? `iss "${clip(iss)}"` : 'no iss');
+    parts.push(issuer ? `selects issuer ${issuer.name}` : 'selects no configured issuer');
+    return `; unverified header/claims: ${parts.join(', ')}`;
+  } catch {
+    return '; not a decodable JWT';
+  }
+}
+
+function clip(s: string): string {
+  return s.length > 64 ? `${s.slice(0, 64)}…` : s;
+}
+
+/** Belt and braces: the token never leaves `explain`, whatever a message or a path echoed. */
+function scrub<T>(value: T, token: string): T {
+  const walk = (v: unknown): unknown => {
+    if (typeof v === 'string') return v.includes(token) ? v.split(token).join(REDACTED) : v;
+    if (Array.isArray(v)) return v.map(walk);
+    if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, walk(x)]));
+    return v;
+  };
+  return walk(value) as T;
 }
 
 export function formatExplanation(r: Explanation): string {

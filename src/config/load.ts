@@ -98,7 +98,7 @@ function interpolate(value: unknown, refs: readonly EnvRef[], env: Env, path: Pa
 }
 
 /** Finds the 1-based line of the deepest node of `path` present in the document. */
-function lineOf(doc: Document, lc: LineCounter, path: readonly PathKey[]): number | undefined {
+function lineOfKeys(doc: Document, lc: LineCounter, path: readonly PathKey[]): number | undefined {
   let node: unknown = doc.contents;
   let line: number | undefined;
   const at = (n: unknown) => {
@@ -137,48 +137,69 @@ function zodIssues(error: z.ZodError): Array<{ path: PathKey[]; message: string 
   return out;
 }
 
+export interface ParsedConfig {
+  /** The schema-valid config; undefined when `issues` is not empty. */
+  config?: GatewayConfig | undefined;
+  issues: ConfigIssue[];
+  /** 1-based line of the deepest node of a YAML path such as `routes[3].flood_control.param`. */
+  lineOf(path: string): number | undefined;
+}
+
 /**
- * Parses and validates config text. `file` only labels messages; `baseDir` resolves key files.
- * Throws ConfigError.
+ * YAML → `${ENV}` → schema, collecting every problem; routes are NOT compiled. `scopegate check`
+ * uses this to review a table the loader would refuse (duplicates), `loadConfigText` builds on it.
  */
-export function loadConfigText(text: string, opts: { env?: Env; file?: string; baseDir?: string } = {}): LoadedConfig {
+export function parseConfigText(text: string, opts: { env?: Env } = {}): ParsedConfig {
   const env = opts.env ?? process.env;
   const lc = new LineCounter();
   const { text: protectedText, refs } = protectRefs(text);
   const doc = parseDocument(protectedText, { lineCounter: lc, prettyErrors: true, uniqueKeys: true });
+  const lineOf = (path: string) => lineOfKeys(doc, lc, parsePath(path));
   if (doc.errors.length) {
     // The first few parser errors locate the problem; the rest are usually its echoes.
-    throw new ConfigError(
-      doc.errors.slice(0, 3).map((e) => ({ path: '', line: e.linePos?.[0]?.line, message: `YAML syntax: ${e.message.split('\n')[0]!.replace(/__SGENV_\d+__/g, '${…}')}` })),
-      opts.file,
-    );
+    const issues = doc.errors.slice(0, 3).map((e) => ({
+      path: '',
+      line: e.linePos?.[0]?.line,
+      message: `YAML syntax: ${e.message.split('\n')[0]!.replace(/__SGENV_\d+__/g, '${…}')}`,
+    }));
+    return { issues, lineOf };
   }
-  const raw: unknown = doc.toJS({ maxAliasCount: 100 }) ?? {};
+  let raw: unknown;
+  try {
+    raw = doc.toJS({ maxAliasCount: 100 }) ?? {};
+  } catch (e) {
+    return { issues: [{ path: '', message: `YAML: ${(e as Error).message}` }], lineOf };
+  }
   if (typeof raw !== 'object' || Array.isArray(raw)) {
-    throw new ConfigError([{ path: '', line: 1, message: 'the config must be a YAML mapping (key: value)' }], opts.file);
+    return { issues: [{ path: '', line: 1, message: 'the config must be a YAML mapping (key: value)' }], lineOf };
   }
   const issues: ConfigIssue[] = [];
   const expanded = interpolate(raw, refs, env, [], issues);
-  const withLine = (path: PathKey[], message: string): ConfigIssue => ({ path: formatPath(path), line: lineOf(doc, lc, path), message });
   const parsed = GatewayConfigSchema.safeParse(expanded);
   if (!parsed.success) {
-    for (const i of zodIssues(parsed.error)) issues.push(withLine(i.path, i.message));
+    for (const i of zodIssues(parsed.error)) issues.push({ path: formatPath(i.path), line: lineOfKeys(doc, lc, i.path), message: i.message });
   }
-  if (issues.length) {
-    for (const i of issues) i.line ??= lineOf(doc, lc, parsePath(i.path));
-    throw new ConfigError(issues, opts.file);
-  }
-  const config = parsed.data!;
+  for (const i of issues) i.line ??= lineOf(i.path);
+  return { config: issues.length ? undefined : parsed.data, issues, lineOf };
+}
+
+/**
+ * Parses, validates and compiles config text. `file` only labels messages; `baseDir` resolves
+ * key files. Throws one ConfigError listing every problem.
+ */
+export function loadConfigText(text: string, opts: { env?: Env; file?: string; baseDir?: string } = {}): LoadedConfig {
+  const parsed = parseConfigText(text, opts);
+  if (!parsed.config) throw new ConfigError(parsed.issues, opts.file);
   let routes: RouteTable;
   try {
-    routes = compileRoutes(config.routes);
+    routes = compileRoutes(parsed.config.routes);
   } catch (e) {
     if (e instanceof ConfigError) {
-      throw new ConfigError(e.issues.map((i) => ({ ...i, line: i.line ?? lineOf(doc, lc, parsePath(i.path)) })), opts.file);
+      throw new ConfigError(e.issues.map((i) => ({ ...i, line: i.line ?? parsed.lineOf(i.path) })), opts.file);
     }
     throw e;
   }
-  return { config, routes, file: opts.file, baseDir: opts.baseDir ?? process.cwd() };
+  return { config: parsed.config, routes, file: opts.file, baseDir: opts.baseDir ?? process.cwd() };
 }
 
 /** Reads and validates a config file. Throws ConfigError (also for an unreadable file). */
