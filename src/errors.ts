@@ -136,7 +136,7 @@ export const ERRORS: Readonly<Record<ErrorCode, ErrorRow>> = {
     message: (d) => `This token is bound to another room and may not access room '${clip(d.room ?? '')}'.`,
   },
   rate_limited: { status: 429, challenge: null, message: () => 'Rate limit exceeded' },
-  flood_limited: { status: 429, challenge: null, message: () => 'Rate limit exceeded (flood control for this recipient)' },
+  flood_limited: { status: 429, challenge: null, message: () => 'Rate limit exceeded' },
   keys_unavailable: {
     status: 503,
     challenge: null,
