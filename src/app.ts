@@ -81,7 +81,8 @@ export interface Gateway {
   readonly loaded: LoadedConfig;
 }
 
-const REQUEST_ID = /^[A-Za-z0-9._:@/+=-]{1,128}$/;
+/** A valid incoming X-Request-Id is kept (server.ts applies the same rule to requests refused before the pipeline). */
+export const REQUEST_ID = /^[A-Za-z0-9._:@/+=-]{1,128}$/;
 const FALLBACK_ROUTE_ID = 'fallback';
 
 export function createApp(loaded: LoadedConfig, deps: AppDeps): Gateway {
@@ -255,6 +256,11 @@ export function createApp(loaded: LoadedConfig, deps: AppDeps): Gateway {
     // token endpoint) are the upstream's business and pass through untouched.
     if (!rc.principal && incoming.headers.authorization !== undefined) opts.headers['authorization'] = incoming.headers.authorization;
     if (rc.upgrade) {
+      // The client may have left while its token was being verified: don't open a tunnel for nobody.
+      if (rc.upgrade.socket.destroyed) {
+        rc.status = 499;
+        return RESPONSE_ALREADY_SENT;
+      }
       forwarder.upgrade(incoming, rc.upgrade.socket, rc.upgrade.head, opts);
       rc.status = 101;
       return RESPONSE_ALREADY_SENT;

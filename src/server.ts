@@ -8,17 +8,18 @@
  *   await fetch(`${gw.url}/v2/room/42`, { headers: { authorization: `Bearer ${token}` } });
  *   await gw.shutdown();
  */
+import { randomUUID } from 'node:crypto';
 import http, { STATUS_CODES } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { getRequestListener } from '@hono/node-server';
 import type { Logger } from 'pino';
 import { createAdminApp, type ReadinessCheck } from './admin.js';
-import { createApp, type Gateway } from './app.js';
+import { createApp, REQUEST_ID, type Gateway } from './app.js';
 import { createTokenVerifier, type TokenVerifier } from './auth/verify-token.js';
 import { loadConfigFile, type LoadedConfig } from './config/load.js';
 import type { GatewayConfig } from './config/schema.js';
 import { GatewayError, renderError } from './errors.js';
-import { createLogger } from './observability/logger.js';
+import { createLogger, redactUrl } from './observability/logger.js';
 import { createMetrics, type Metrics } from './observability/metrics.js';
 import { createForwarder, type Forwarder } from './proxy/forward.js';
 import { createMemoryStore } from './ratelimit/memory-store.js';
@@ -123,16 +124,45 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
 
   // Each request captures the generation current when it arrives: in-flight requests finish on it.
   // @hono/node-server refuses some request targets before our pipeline runs (a backslash in the
-  // path, a bad Host); answer those in the same envelope, log and count them.
+  // path, a bad Host); answer those in the same envelope, log and count them. Its errorHandler
+  // gets only the error, but for these it is called synchronously inside the listener call, so
+  // `arriving` names the Node request (undefined for a later, asynchronous failure).
+  let arriving: http.IncomingMessage | undefined;
   const refuseMalformed = (err: unknown): Response => {
     const cfg = gen.loaded.config;
+    const incoming = arriving;
     const why = err instanceof Error ? err.message : 'malformed request';
     const r = renderError(new GatewayError('bad_request', { why }), { realm: cfg.realm, docsUrl: cfg.docs_url });
-    metrics.observeRequest({ route: 'unmatched', method: 'OTHER', status: r.status, decision: 'denied', seconds: 0, reason: 'bad_request' });
-    logger.info({ route: 'unmatched', status: r.status, decision: 'denied', reason: 'bad_request', why }, 'request');
-    return new Response(r.body, { status: r.status, headers: r.headers });
+    const given = incoming?.headers['x-request-id'];
+    const requestId = typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
+    const method = incoming?.method ?? 'OTHER';
+    metrics.observeRequest({ route: 'unmatched', method, status: r.status, decision: 'denied', seconds: 0, reason: 'bad_request' });
+    logger.info(
+      {
+        request_id: requestId,
+        method,
+        path: incoming?.url === undefined ? undefined : redactUrl(incoming.url, [cfg.tokens.query_param]),
+        route: 'unmatched',
+        status: r.status,
+        decision: 'denied',
+        reason: 'bad_request',
+        why,
+        duration_ms: 0,
+        client_ip: incoming?.socket?.remoteAddress ?? '',
+      },
+      'request',
+    );
+    return new Response(r.body, { status: r.status, headers: { ...r.headers, 'x-request-id': requestId } });
   };
-  const listener = getRequestListener((req, env) => gen.gateway.fetch(req, env as never), { errorHandler: refuseMalformed });
+  const honoListener = getRequestListener((req, env) => gen.gateway.fetch(req, env as never), { errorHandler: refuseMalformed });
+  const listener = (req: http.IncomingMessage, res: http.ServerResponse) => {
+    arriving = req;
+    try {
+      return honoListener(req, res);
+    } finally {
+      arriving = undefined;
+    }
+  };
   const server = http.createServer({ keepAliveTimeout: 65_000, requestTimeout: 0 }, listener);
   server.on('upgrade', (req, socket, head) => gen.gateway.handleUpgrade(req, socket, head));
   // Requests Node's parser refuses (raw backslash or control bytes in the target, oversized
