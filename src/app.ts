@@ -131,7 +131,7 @@ export function createApp(loaded: LoadedConfig, deps: AppDeps): Gateway {
       const seconds = (clock() - rc.startMs) / 1000;
       const routeId = rc.route?.id ?? 'unmatched';
       metrics.observeRequest({ route: routeId, method: rc.method, status, decision: rc.decision, seconds, reason: rc.reason });
-      logger.info(
+      if (logger.isLevelEnabled('info')) logger.info(
         {
           request_id: rc.requestId,
           method: rc.method,
@@ -269,10 +269,11 @@ export function createApp(loaded: LoadedConfig, deps: AppDeps): Gateway {
     rc.status = result.status;
     rc.upstreamMs = result.upstreamMs;
     const upstreamError = result.error?.code === 'upstream_unavailable' || result.error?.code === 'upstream_timeout' ? result.error.code : undefined;
+    // Duration until response headers, or until the failure: both are what the upstream cost.
     metrics.observeUpstream({
       route: rc.route!.id,
       upstream: rc.route!.upstream,
-      ...(result.error ? {} : { seconds: result.upstreamMs / 1000 }),
+      ...(result.aborted ? {} : { seconds: result.upstreamMs / 1000 }),
       ...(upstreamError ? { error: upstreamError } : {}),
     });
     if (result.error) {

@@ -37,6 +37,7 @@ export const ERROR_CODES = [
   'store_unavailable',
   'upstream_unavailable',
   'upstream_timeout',
+  'headers_too_large',
   'internal_error',
 ] as const;
 
@@ -149,6 +150,8 @@ export const ERRORS: Readonly<Record<ErrorCode, ErrorRow>> = {
   },
   upstream_unavailable: { status: 502, challenge: null, message: () => 'The upstream service is unavailable.' },
   upstream_timeout: { status: 504, challenge: null, message: () => 'The upstream service did not answer in time.' },
+  // Refused by Node's HTTP parser before the pipeline (more than 16 KiB of headers).
+  headers_too_large: { status: 431, challenge: null, message: () => 'Request headers are too large.' },
   // A bug in the gateway, never a client mistake: logged with its stack, answered without details.
   internal_error: { status: 500, challenge: null, message: () => 'Internal gateway error.' },
 };

@@ -68,7 +68,8 @@ interface Generation {
 
 function storeIdentity(cfg: GatewayConfig): string {
   const r = cfg.rate_limit;
-  return r.store === 'redis' ? `redis|${r.redis_url}|${r.key_prefix}|${r.redis_timeout_ms}` : `memory|${r.max_keys}`;
+  // The memory store is kept across every reload (counters survive); a new max_keys applies on restart.
+  return r.store === 'redis' ? `redis|${r.redis_url}|${r.key_prefix}|${r.redis_timeout_ms}` : 'memory';
 }
 
 export async function startGateway(opts: StartOptions): Promise<RunningGateway> {
@@ -168,21 +169,25 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
   // Requests Node's parser refuses (raw backslash or control bytes in the target, oversized
   // headers) never reach the pipeline; answer them in the same envelope.
   server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
-    if (!socket.writable || (err.code === 'ECONNRESET')) {
+    if (!socket.writable || err.code === 'ECONNRESET') {
       socket.destroy();
       return;
     }
-    const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';
-    const status = tooLarge ? 431 : 400;
     const cfg = gen.loaded.config;
-    const r = renderError(new GatewayError('bad_request', { why: tooLarge ? 'request headers too large' : 'malformed HTTP request' }), {
-      realm: cfg.realm,
-      docsUrl: cfg.docs_url,
-    });
-    const body = tooLarge ? r.body.replace('"code":400', '"code":431').replace('"Bad Request"', `"${STATUS_CODES[431]}"`) : r.body;
-    const head = [`HTTP/1.1 ${status} ${STATUS_CODES[status]}`, 'content-type: application/json', `content-length: ${Buffer.byteLength(body)}`, 'connection: close'];
-    if (!tooLarge) head.push(`www-authenticate: ${r.headers['www-authenticate']}`);
-    socket.end(`${head.join('\r\n')}\r\n\r\n${body}`);
+    const gerr =
+      err.code === 'HPE_HEADER_OVERFLOW'
+        ? new GatewayError('headers_too_large')
+        : new GatewayError('bad_request', { why: `malformed HTTP request (${err.code ?? 'parse error'})` });
+    const r = renderError(gerr, { realm: cfg.realm, docsUrl: cfg.docs_url });
+    const requestId = randomUUID();
+    metrics.observeRequest({ route: 'unmatched', method: 'OTHER', status: r.status, decision: 'denied', seconds: 0, reason: gerr.code });
+    logger.info(
+      { request_id: requestId, route: 'unmatched', status: r.status, decision: 'denied', reason: gerr.code, why: gerr.detail.why, client_ip: (socket as import('node:net').Socket).remoteAddress },
+      'request',
+    );
+    const head = [`HTTP/1.1 ${r.status} ${STATUS_CODES[r.status]}`, `content-length: ${Buffer.byteLength(r.body)}`, 'connection: close', `x-request-id: ${requestId}`];
+    for (const [k, v] of Object.entries(r.headers)) head.push(`${k}: ${v}`);
+    socket.end(`${head.join('\r\n')}\r\n\r\n${r.body}`);
   });
 
   const listen = (s: http.Server, host: string, port: number) =>

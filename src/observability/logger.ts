@@ -84,7 +84,10 @@ export function createLogger(opts: CreateLoggerOptions = {}): Logger {
   };
   if (opts.base !== undefined) options.base = opts.base as Record<string, unknown>;
   // A plain Writable satisfies pino's DestinationStream (it only calls write()).
-  return opts.destination ? pino(options, opts.destination as pino.DestinationStream) : pino(options);
+  if (opts.destination) return pino(options, opts.destination as pino.DestinationStream);
+  // stdout written asynchronously: one access line per request must not cost a blocking write
+  // syscall each. pino flushes this destination synchronously when the process exits.
+  return pino(options, pino.destination({ dest: 1, sync: false }));
 }
 
 /**

@@ -200,6 +200,8 @@ export function createForwarder(upstreams: Record<string, UpstreamConfig>, deps:
     } catch (e) {
       // After headers, undici reports the stream's premature close; the upstream's own error
       // (reset, body timeout) is the one it destroyed `res` with.
+      // Time until the failure, when the upstream never answered with headers.
+      if (!res.headersSent) upstreamMs = clock() - start;
       const errored: unknown = res.errored;
       const err = errored instanceof Error ? errored : e instanceof Error ? e : new Error(String(e));
       if (clientGone || controller.signal.aborted) {
