@@ -26,7 +26,7 @@ import { authorize, isAuthTest } from './authz/authorize.js';
 import type { LoadedConfig } from './config/load.js';
 import { GatewayError, isGatewayError, renderError, type ErrorCode, type RenderOptions } from './errors.js';
 import type { Decision, Metrics } from './observability/metrics.js';
-import { redactUrl } from './observability/logger.js';
+import { accessLogger, redactUrl } from './observability/logger.js';
 import { buildUpstreamHeaders, stripQueryParams } from './proxy/upstream-headers.js';
 import type { Forwarder } from './proxy/forward.js';
 import type { RateLimiter } from './ratelimit/policy.js';
@@ -85,6 +85,20 @@ export interface Gateway {
 export const REQUEST_ID = /^[A-Za-z0-9._:@/+=-]{1,128}$/;
 const FALLBACK_ROUTE_ID = 'fallback';
 
+/**
+ * Every Authorization value as sent. `req.headers` silently keeps only the first of repeated
+ * Authorization headers; `headersDistinct` would build arrays for every header on every request.
+ */
+function authorizationValues(req: IncomingMessage): string[] | undefined {
+  const raw = req.rawHeaders;
+  let out: string[] | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    if (name.length === 13 && name.toLowerCase() === 'authorization') (out ??= []).push(raw[i + 1]!);
+  }
+  return out;
+}
+
 export function createApp(loaded: LoadedConfig, deps: AppDeps): Gateway {
   const { config, routes } = loaded;
   const { clock, logger, metrics, verifier, limiter, forwarder } = deps;
@@ -96,6 +110,7 @@ export function createApp(loaded: LoadedConfig, deps: AppDeps): Gateway {
   };
   const stripParams: ReadonlySet<string> = new Set([config.tokens.query_param, 'auth_test']);
   const redactParams = [config.tokens.query_param];
+  const access = accessLogger(logger);
   const fallbackRoute: CompiledRoute | null =
     config.fallback === 'authenticated'
       ? { id: FALLBACK_ROUTE_ID, config: { path: '/*', public: false }, methods: null, params: [], upstream: 'default', index: -1 }
@@ -131,7 +146,7 @@ export function createApp(loaded: LoadedConfig, deps: AppDeps): Gateway {
       const seconds = (clock() - rc.startMs) / 1000;
       const routeId = rc.route?.id ?? 'unmatched';
       metrics.observeRequest({ route: routeId, method: rc.method, status, decision: rc.decision, seconds, reason: rc.reason });
-      if (logger.isLevelEnabled('info')) logger.info(
+      if (access.isLevelEnabled('info')) access.info(
         {
           request_id: rc.requestId,
           method: rc.method,
@@ -181,7 +196,7 @@ export function createApp(loaded: LoadedConfig, deps: AppDeps): Gateway {
   const authenticate: MiddlewareHandler<Env> = async (c, next) => {
     const rc = c.var.rc;
     const incoming = c.env.incoming;
-    const { token, source } = extractToken(incoming.headersDistinct?.authorization, rc.rawQuery, extractOpts);
+    const { token, source } = extractToken(authorizationValues(incoming), rc.rawQuery, extractOpts);
     rc.token = token;
     rc.tokenSource = source;
     rc.principal = await verifier.verify(token);

@@ -8,9 +8,9 @@
  *   cache.set(token, principal);            // ttl = principal.exp - now; not stored once expired
  *   cache.get(token);                        // Principal | undefined
  */
-import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import type { Clock, Principal } from '../types.js';
+import { sha256 } from '../hash.js';
 
 export interface TokenCache {
   /** false when `maxEntries` is 0: `get` always misses and `set` does nothing. */
@@ -49,7 +49,7 @@ export function createTokenCache(opts: { maxEntries: number; clock: Clock }): To
     perf: { now: clock },
     ttlResolution: 0,
   });
-  const keyOf = (token: string) => createHash('sha256').update(token).digest('base64url');
+  const keyOf = (token: string) => sha256(token, 'base64url');
 
   return {
     enabled: true,

@@ -219,6 +219,9 @@ export function createMetrics(opts: CreateMetricsOptions = {}): Metrics {
   for (const result of ['hit', 'miss', 'disabled'] satisfies TokenCacheResult[]) tokenCache.inc({ result }, 0);
   for (const result of ['success', 'error'] satisfies ConfigReloadResult[]) configReloads.inc({ result }, 0);
 
+  const requestChildren = new Map<string, { count: { inc(): void }; duration: { observe(v: number): void } }>();
+  const upstreamChildren = new Map<string, { observe(v: number): void }>();
+
   return {
     registry,
     requests,
@@ -234,13 +237,33 @@ export function createMetrics(opts: CreateMetricsOptions = {}): Metrics {
     inflight,
     buildInfo,
     observeRequest(o) {
-      requests.inc({ route: o.route, method: methodLabel(o.method), status: String(o.status), decision: o.decision });
-      requestDuration.observe({ route: o.route, decision: o.decision }, o.seconds);
+      const method = methodLabel(o.method);
+      // prom-client hashes a label object on every call; the labelled child is looked up once per
+      // label combination (a bounded set: route ids × methods × statuses × decisions) and kept.
+      const rk = `${o.route}\u0000${method}\u0000${o.status}\u0000${o.decision}`;
+      let child = requestChildren.get(rk);
+      if (!child) {
+        child = {
+          count: requests.labels({ route: o.route, method, status: String(o.status), decision: o.decision }),
+          duration: requestDuration.labels({ route: o.route, decision: o.decision }),
+        };
+        requestChildren.set(rk, child);
+      }
+      child.count.inc();
+      child.duration.observe(o.seconds);
       // Runtime check as well as the type: a label value outside the code set would be unbounded.
       if (o.reason !== undefined && REFUSAL_CODES.has(o.reason)) authFailures.inc({ reason: o.reason });
     },
     observeUpstream(o) {
-      if (o.seconds !== undefined) upstreamDuration.observe({ route: o.route, upstream: o.upstream }, o.seconds);
+      if (o.seconds !== undefined) {
+        const uk = `${o.route}\u0000${o.upstream}`;
+        let child = upstreamChildren.get(uk);
+        if (!child) {
+          child = upstreamDuration.labels({ route: o.route, upstream: o.upstream });
+          upstreamChildren.set(uk, child);
+        }
+        child.observe(o.seconds);
+      }
       if (o.error !== undefined && UPSTREAM_CODES.has(o.error)) {
         upstreamErrors.inc({ route: o.route, upstream: o.upstream, reason: o.error });
       }

@@ -29,6 +29,7 @@
  *   server.on('upgrade', (req, socket, head) => fwd.upgrade(req, socket, head, opts));
  *   await fwd.close();
  */
+import { EventEmitter } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { Pool } from 'undici';
@@ -37,7 +38,7 @@ import { GatewayError } from '../errors.js';
 import type { ErrorCode, RenderedError } from '../errors.js';
 import { systemClock } from '../types.js';
 import type { Clock } from '../types.js';
-import { filterResponseHeaders } from './upstream-headers.js';
+import { stripHopByHop } from './upstream-headers.js';
 import { createWsProxy } from './websocket.js';
 
 export interface ForwardOptions {
@@ -105,10 +106,22 @@ function describe(err: Error): string {
   return typeof code === 'string' ? code : err.name;
 }
 
-function lowerKeys(h: Record<string, string>): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(h)) out[k.toLowerCase()] = v;
-  return out;
+/**
+ * The gateway's own response headers (X-Request-Id, rate-limit state) win over the upstream's
+ * fields of the same name, whatever their case; written in place on undici's fresh header object.
+ */
+function overlay(target: Record<string, string | string[] | undefined>, own: Readonly<Record<string, string>>): Record<string, string | string[] | undefined> {
+  for (const k in own) {
+    const lower = k.toLowerCase();
+    if (lower !== k) delete target[lower];
+    target[k] = own[k];
+  }
+  return target;
+}
+
+/** Undici accepts an EventEmitter as `signal`: a tenth of an AbortController's cost per request. */
+interface AbortEmitter extends EventEmitter {
+  aborted?: boolean;
 }
 
 /** HTTP/1.1 requests carry a body only when they say so (RFC 9112 §6.3). */
@@ -163,8 +176,8 @@ export function createForwarder(upstreams: Record<string, UpstreamConfig>, deps:
     const entry = entryFor(opts.upstream);
     const start = clock();
     let upstreamMs = 0;
-    const controller = new AbortController();
-    const responseHeaders = lowerKeys(opts.responseHeaders);
+    const signal: AbortEmitter = new EventEmitter();
+    const responseHeaders = opts.responseHeaders;
 
     // A 'close' before 'finish' without an error of our own means the client went away.
     // (When undici destroys `res` because the upstream failed mid-body, `res.errored` is set.)
@@ -172,13 +185,18 @@ export function createForwarder(upstreams: Record<string, UpstreamConfig>, deps:
     const onClose = (): void => {
       if (res.writableFinished || res.errored) return;
       clientGone = true;
-      controller.abort();
+      signal.aborted = true;
+      signal.emit('abort');
     };
     if (res.destroyed) return { status: CLIENT_CLOSED_REQUEST, upstreamMs, aborted: true };
     res.once('close', onClose);
 
-    const headers: Record<string, string | string[]> = {};
-    for (const [k, v] of Object.entries(opts.headers)) if (k.toLowerCase() !== 'expect') headers[k] = v;
+    // undici refuses `expect`; strip it (the body is sent without waiting for 100 Continue).
+    let headers = opts.headers;
+    if (headers['expect'] !== undefined || headers['Expect'] !== undefined) {
+      headers = {};
+      for (const k in opts.headers) if (k.toLowerCase() !== 'expect') headers[k] = opts.headers[k]!;
+    }
     const withBody = hasRequestBody(req);
 
     try {
@@ -188,11 +206,11 @@ export function createForwarder(upstreams: Record<string, UpstreamConfig>, deps:
           method: req.method ?? 'GET',
           headers,
           body: withBody ? req : null,
-          signal: controller.signal,
+          signal,
         },
         ({ statusCode, headers: upstreamHeaders }) => {
           upstreamMs = clock() - start;
-          res.writeHead(statusCode, { ...filterResponseHeaders(upstreamHeaders), ...responseHeaders });
+          res.writeHead(statusCode, overlay(stripHopByHop(upstreamHeaders), responseHeaders) as Record<string, string | string[]>);
           return res;
         },
       );
@@ -204,7 +222,7 @@ export function createForwarder(upstreams: Record<string, UpstreamConfig>, deps:
       if (!res.headersSent) upstreamMs = clock() - start;
       const errored: unknown = res.errored;
       const err = errored instanceof Error ? errored : e instanceof Error ? e : new Error(String(e));
-      if (clientGone || controller.signal.aborted) {
+      if (clientGone || signal.aborted) {
         return { status: res.headersSent ? res.statusCode : CLIENT_CLOSED_REQUEST, upstreamMs, aborted: true };
       }
       const code = reasonFor(err);

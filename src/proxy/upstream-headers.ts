@@ -42,13 +42,15 @@ export const MAX_IDENTITY_VALUE_BYTES = 1024;
 type HeaderRecord = Record<string, string | string[] | undefined>;
 
 /** Names the message's own `Connection` header declares hop-by-hop (`Connection: close, x-foo`). */
-function connectionListed(connection: string | string[] | undefined): Set<string> {
-  const out = new Set<string>();
-  if (connection === undefined) return out;
-  for (const v of Array.isArray(connection) ? connection : [connection]) {
+function connectionListed(connection: string | string[] | undefined): Set<string> | null {
+  if (connection === undefined) return null;
+  const values = Array.isArray(connection) ? connection : [connection];
+  let out: Set<string> | null = null;
+  for (const v of values) {
     for (const name of v.split(',')) {
       const n = name.trim().toLowerCase();
-      if (n) out.add(n);
+      // keep-alive and close are hop-by-hop already; only other names need a set (rare).
+      if (n && n !== 'keep-alive' && n !== 'close') (out ??= new Set()).add(n);
     }
   }
   return out;
@@ -58,10 +60,12 @@ function connectionListed(connection: string | string[] | undefined): Set<string
 function withoutHopByHop(h: HeaderRecord): Record<string, string | string[]> {
   const listed = connectionListed(findHeader(h, 'connection'));
   const out: Record<string, string | string[]> = {};
-  for (const [rawName, value] of Object.entries(h)) {
+  // for..in over a header object is the hot path of every proxied request: no entries() arrays.
+  for (const rawName in h) {
+    const value = h[rawName];
     if (value === undefined) continue;
     const name = rawName.toLowerCase();
-    if (HOP_BY_HOP.has(name) || listed.has(name)) continue;
+    if (HOP_BY_HOP.has(name) || (listed !== null && listed.has(name))) continue;
     out[name] = Array.isArray(value) ? [...value] : value;
   }
   return out;
@@ -70,7 +74,7 @@ function withoutHopByHop(h: HeaderRecord): Record<string, string | string[]> {
 function findHeader(h: HeaderRecord, lowerName: string): string | string[] | undefined {
   const direct = h[lowerName];
   if (direct !== undefined) return direct;
-  for (const [k, v] of Object.entries(h)) if (k.toLowerCase() === lowerName) return v;
+  for (const k in h) if (k.length === lowerName.length && k.toLowerCase() === lowerName) return h[k];
   return undefined;
 }
 
@@ -109,7 +113,11 @@ export function stripQueryParams(rawQuery: string, drop: ReadonlySet<string>): s
  * as its UTF-8 bytes (RFC 9110 obs-text; a Node upstream recovers it with
  * `Buffer.from(v, 'latin1').toString('utf8')`).
  */
+const PLAIN_VALUE = /^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$/;
+
 export function safeHeaderValue(value: string): string {
+  // Fast path: printable ASCII without surrounding spaces is already safe.
+  if (value.length <= MAX_IDENTITY_VALUE_BYTES && PLAIN_VALUE.test(value)) return value;
   // eslint-disable-next-line no-control-regex
   const clean = value.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, '').trim();
   let bytes = 0;
@@ -167,20 +175,8 @@ export function buildUpstreamHeaders(
 
   const p = opts.principal;
   if (p) {
-    const identity: Array<[string, string | undefined]> = [
-      ['subject', p.subject],
-      ['client-type', p.clientType],
-      ['scopes', p.scopes.join(' ')],
-      ['room', p.room],
-      ['group', p.group],
-      ['token-id', p.tokenId],
-      ['issuer', p.iss],
-    ];
-    for (const [suffix, value] of identity) {
-      if (value === undefined) continue;
-      const safe = safeHeaderValue(value);
-      if (safe !== '') out[`${prefix}${suffix}`] = safe;
-    }
+    const identity = identityHeaders(p, prefix);
+    for (const name in identity) out[name] = identity[name]!;
   }
 
   const xff = incoming['x-forwarded-for'];
@@ -192,6 +188,45 @@ export function buildUpstreamHeaders(
   else delete out['x-forwarded-host'];
   out['x-request-id'] = opts.requestId;
   return out;
+}
+
+// Principals come from the token cache, so the same object serves many requests: its identity
+// headers are built once per (principal, prefix) instead of once per request.
+const identityCache = new WeakMap<Principal, { prefix: string; headers: Record<string, string> }>();
+
+/** The identity headers of a principal (`<prefix>subject`, ...), lower-case names, safe values. */
+export function identityHeaders(p: Principal, lowerPrefix: string): Readonly<Record<string, string>> {
+  const hit = identityCache.get(p);
+  if (hit && hit.prefix === lowerPrefix) return hit.headers;
+  const identity: Array<[string, string | undefined]> = [
+    ['subject', p.subject],
+    ['client-type', p.clientType],
+    ['scopes', p.scopes.join(' ')],
+    ['room', p.room],
+    ['group', p.group],
+    ['token-id', p.tokenId],
+    ['issuer', p.iss],
+  ];
+  const headers: Record<string, string> = {};
+  for (const [suffix, value] of identity) {
+    if (value === undefined) continue;
+    const safe = safeHeaderValue(value);
+    if (safe !== '') headers[`${lowerPrefix}${suffix}`] = safe;
+  }
+  identityCache.set(p, { prefix: lowerPrefix, headers });
+  return headers;
+}
+
+/**
+ * In-place form of `filterResponseHeaders` for a header object the caller owns (undici hands the
+ * proxy a fresh, lower-cased object per response): deletes hop-by-hop fields and the ones its
+ * `Connection` lists, and returns the same object. Saves a copy on every proxied response.
+ */
+export function stripHopByHop(h: Record<string, string | string[] | undefined>): Record<string, string | string[] | undefined> {
+  const listed = connectionListed(h['connection']);
+  for (const name of HOP_BY_HOP) if (h[name] !== undefined) delete h[name];
+  if (listed !== null) for (const name of listed) delete h[name];
+  return h;
 }
 
 /**

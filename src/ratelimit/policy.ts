@@ -15,7 +15,7 @@
  *   if (d.storeError) metrics.storeErrors.inc({ store: limiter.store.kind });
  *   if (d.error) throw d.error; // rate_limited | flood_limited | store_unavailable
  */
-import { createHash } from 'node:crypto';
+import { sha256 } from '../hash.js';
 import type { RateLimitConfig } from '../config/schema.js';
 import { GatewayError } from '../errors.js';
 import type { Clock, CompiledRoute, Principal, RateLimitStore, WindowState } from '../types.js';
@@ -66,7 +66,7 @@ export const RATE_LIMIT_HEADERS = {
 const MAX_KEY_PART = 128;
 
 function sha256hex(s: string): string {
-  return createHash('sha256').update(s).digest('hex');
+  return sha256(s, 'hex');
 }
 
 /** Escapes separators and Redis hash-tag braces, then bounds the length. */
@@ -75,9 +75,17 @@ function keyPart(s: string): string {
   return enc.length > MAX_KEY_PART ? `#${sha256hex(s)}` : enc;
 }
 
+const sfCache = new Map<string, string>();
+
 /** Structured-field sf-string (RFC 9651 §3.3.3): printable ASCII, `"` and `\` escaped. */
 function sfString(s: string): string {
-  return `"${s.replace(/[^\x20-\x7e]/g, '?').replace(/["\\]/g, '\\$&')}"`;
+  let out = sfCache.get(s);
+  if (out === undefined) {
+    out = `"${s.replace(/[^\x20-\x7e]/g, '?').replace(/["\\]/g, '\\$&')}"`;
+    // Policy names come from config (route ids, client types): a small, bounded set.
+    if (sfCache.size < 10_000) sfCache.set(s, out);
+  }
+  return out;
 }
 
 interface WindowPlan {
@@ -119,8 +127,20 @@ export function createRateLimiter(cfg: RateLimitConfig, deps: { store: RateLimit
   const ietf = cfg.ietf_headers !== false;
   const closed = cfg.on_store_error === 'closed';
 
-  /** Store key of the token's budget, and its log form (a hash only by prefix). */
+  // Principals come from the token cache, so one token's key is derived (and its token hashed)
+  // once, not on every request.
+  // The token is kept beside its key so a principal reused with another token is never trusted.
+  const baseKeys = new WeakMap<Principal, { token: string; key: { storeKey: string; logKey: string } }>();
   function baseKey(p: Principal, token: string): { storeKey: string; logKey: string } {
+    const hit = baseKeys.get(p);
+    if (hit && hit.token === token) return hit.key;
+    const key = deriveBaseKey(p, token);
+    baseKeys.set(p, { token, key });
+    return key;
+  }
+
+  /** Store key of the token's budget, and its log form (a hash only by prefix). */
+  function deriveBaseKey(p: Principal, token: string): { storeKey: string; logKey: string } {
     if (cfg.key === 'subject' && p.subject) {
       const k = `sub:${keyPart(p.issuerName)}:${keyPart(p.subject)}`;
       return { storeKey: k, logKey: k };
@@ -169,10 +189,9 @@ export function createRateLimiter(cfg: RateLimitConfig, deps: { store: RateLimit
 
     let counts: number[];
     try {
+      const hit = (w: WindowPlan) => store.increment(w.storeKey, Math.floor(now / w.windowMs) * w.windowMs, w.windowMs, input.consume);
       // Issued together so the Redis store's auto-pipelining sends them in one round trip.
-      counts = await Promise.all(
-        plans.map((w) => store.increment(w.storeKey, Math.floor(now / w.windowMs) * w.windowMs, w.windowMs, input.consume)),
-      );
+      counts = flood ? await Promise.all(plans.map(hit)) : [await hit(plans[0]!)];
     } catch (e) {
       const storeError = e instanceof Error ? e : new Error(String(e));
       if (!closed) return { headers: {}, storeError, key: logKey };
