@@ -1,0 +1,573 @@
+#!/usr/bin/env node
+// scopegate's own throughput bench: `npm run bench` (builds, then runs this file).
+//
+// One upstream (node:http, {"ok":true}) and, one at a time, each contestant in its own child
+// process: `direct` (no proxy), bare `http-proxy`, bare `undici`, and scopegate's CLI in four
+// configurations. autocannon runs in a child too. With taskset, the contestant sits alone on
+// PROXY_CPU (1) and the upstream + load generator on LOAD_CPU (0).
+//
+// Knobs (env): DURATION (10 s), WARMUP (2 s), CONNECTIONS (50), REPS (1), CONTESTANTS (comma list,
+// default all; `scopegate` = the four scopegate rows), TOKENS (1000 per alg), PROXY_CPU, LOAD_CPU,
+// REDIS_URL (redis://127.0.0.1:6379), RESULTS_FILE (bench/RESULTS.md), KEEP_RUN_DIR=1,
+// NOISE_MAX (15), NOISY_RETRIES (2), PROFILE=1 (scopegate runs with --cpu-prof into the run dir,
+// which is then kept; profiling slows it down, so such a run's numbers are not results).
+// Exit status: 0 all rows valid, 3 some row invalid, 1 the bench itself failed.
+import { spawn, spawnSync } from 'node:child_process';
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import { dirname, join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { makeFixtures, scopegateConfig } from './lib/fixtures.mjs';
+
+const BENCH_DIR = dirname(fileURLToPath(import.meta.url));
+const ROOT = dirname(BENCH_DIR);
+const env = process.env;
+const num = (name, dflt) => {
+  const v = env[name];
+  if (v === undefined || v === '') return dflt;
+  const n = Number(String(v).replace(/s$/, ''));
+  if (!Number.isFinite(n) || n < 0) throw new Error(`${name} must be a non-negative number, got "${v}"`);
+  return n;
+};
+const DURATION = num('DURATION', 10);
+const WARMUP = num('WARMUP', 2);
+const CONNECTIONS = num('CONNECTIONS', 50);
+const REPS = Math.max(1, num('REPS', 1));
+const N_TOKENS = Math.max(1, num('TOKENS', 1000));
+const REDIS_URL = env.REDIS_URL || 'redis://127.0.0.1:6379';
+const RESULTS_FILE = env.RESULTS_FILE || join(BENCH_DIR, 'RESULTS.md');
+const URL_PATH = '/v2/room/42';
+const NOISE_MAX = num('NOISE_MAX', 15);
+const NOISY_RETRIES = num('NOISY_RETRIES', 2);
+
+const HAVE_TASKSET = spawnSync('taskset', ['-V'], { stdio: 'ignore' }).status === 0 && os.cpus().length >= 2;
+const PROXY_CPU = env.PROXY_CPU ?? '1';
+const LOAD_CPU = env.LOAD_CPU ?? '0';
+
+/** Every contestant, in run order. `alg` picks the token set the load sends. */
+const ALL = [
+  { name: 'direct', kind: 'direct', alg: 'hs256', what: 'autocannon straight at the upstream (ceiling)' },
+  { name: 'http-proxy', kind: 'node', script: 'lib/http-proxy.mjs', alg: 'hs256', what: 'bare http-proxy, keep-alive agent, no auth' },
+  { name: 'undici', kind: 'node', script: 'lib/undici-proxy.mjs', alg: 'hs256', what: 'bare undici Pool.stream, no auth' },
+  { name: 'scopegate-hs256', kind: 'scopegate', alg: 'hs256', rateLimit: 'memory', what: 'HS256, memory rate-limit store' },
+  { name: 'scopegate-rs256', kind: 'scopegate', alg: 'rs256', rateLimit: 'memory', what: 'RS256 (jwks_file), memory store' },
+  { name: 'scopegate-nolimit', kind: 'scopegate', alg: 'hs256', rateLimit: 'off', what: 'HS256, rate_limit.enabled: false' },
+  { name: 'scopegate-redis', kind: 'scopegate', alg: 'hs256', rateLimit: 'redis', what: 'HS256, Redis rate-limit store' },
+];
+
+// ---------------------------------------------------------------------------------------------
+// Child processes: each in its own process group, all stopped on exit, failure or signal.
+
+const children = new Set();
+
+function pinned(cpu, cmd, args) {
+  return HAVE_TASKSET ? ['taskset', ['-c', String(cpu), cmd, ...args]] : [cmd, args];
+}
+
+/**
+ * Spawns a pinned child in its own process group. stderr (and stdout unless `pipeStdout`) go to
+ * `logFile`: an unread stdout pipe would stall a process that logs once its buffer is full.
+ */
+function startChild(label, cpu, cmd, args, extraEnv, logFile, pipeStdout = false) {
+  const [c, a] = pinned(cpu, cmd, args);
+  const log = openSync(logFile, 'a');
+  const child = spawn(c, a, { cwd: ROOT, env: { ...env, ...extraEnv }, stdio: ['ignore', pipeStdout ? 'pipe' : log, log], detached: true });
+  closeSync(log);
+  child.label = label;
+  child.logFile = logFile;
+  child.exitInfo = null;
+  child.exited = new Promise((resolve) => {
+    child.on('exit', (code, signal) => {
+      child.exitInfo = { code, signal };
+      children.delete(child);
+      resolve(child.exitInfo);
+    });
+  });
+  child.on('error', (e) => {
+    child.exitInfo = { code: null, signal: null, error: e.message };
+    children.delete(child);
+  });
+  children.add(child);
+  return child;
+}
+
+function signalGroup(child, sig) {
+  try {
+    process.kill(-child.pid, sig);
+  } catch {
+    /* already gone */
+  }
+}
+
+/** SIGTERM the child's group, SIGKILL after 3 s. */
+async function stopChild(child) {
+  if (!child || child.exitInfo) return;
+  signalGroup(child, 'SIGTERM');
+  const t = setTimeout(() => signalGroup(child, 'SIGKILL'), 3000);
+  await child.exited;
+  clearTimeout(t);
+}
+
+let cleaningUp = false;
+function killAllSync() {
+  for (const c of children) signalGroup(c, 'SIGKILL');
+}
+process.on('exit', killAllSync);
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.on(sig, async () => {
+    if (cleaningUp) return;
+    cleaningUp = true;
+    process.stderr.write(`\nbench: ${sig}, stopping ${children.size} child process(es)\n`);
+    await Promise.all([...children].map(stopChild));
+    if (runDir && !env.KEEP_RUN_DIR) rmSync(runDir, { recursive: true, force: true });
+    process.exit(130);
+  });
+}
+
+function tail(file, lines = 15) {
+  try {
+    return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+  } catch {
+    return '';
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Small helpers.
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Waits until something answers HTTP on the port (any status), or the child dies. */
+async function waitHttp(port, child, timeoutMs = 30_000) {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (child?.exitInfo) throw new Error(`${child.label} exited during start-up (${JSON.stringify(child.exitInfo)}):\n${tail(child.logFile)}`);
+    try {
+      await fetch(`http://127.0.0.1:${port}/`, { signal: AbortSignal.timeout(1000) });
+      return;
+    } catch {
+      await sleep(100);
+    }
+  }
+  throw new Error(`${child?.label ?? 'server'} did not answer on 127.0.0.1:${port} within ${timeoutMs} ms:\n${child ? tail(child.logFile) : ''}`);
+}
+
+/** true when something speaking Redis answers a PING at the URL's host:port. */
+function redisReachable(url) {
+  return new Promise((resolve) => {
+    let u;
+    try {
+      u = new URL(url);
+    } catch {
+      return resolve(false);
+    }
+    const sock = net.connect(Number(u.port || 6379), u.hostname || '127.0.0.1');
+    const done = (ok) => {
+      sock.destroy();
+      resolve(ok);
+    };
+    sock.setTimeout(1000, () => done(false));
+    sock.on('error', () => done(false));
+    sock.on('connect', () => sock.write('PING\r\n'));
+    sock.on('data', (d) => done(/^[+-]/.test(d.toString())));
+  });
+}
+
+/** utime+stime of a process in clock ticks (all threads), or null. */
+function cpuTicks(pid) {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return Number(f[11]) + Number(f[12]);
+  } catch {
+    return null;
+  }
+}
+const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout?.trim()) || 100;
+
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+
+// ---------------------------------------------------------------------------------------------
+// One contestant turn: start, check, load, stop.
+
+async function check(port, c) {
+  const url = `http://127.0.0.1:${port}${URL_PATH}`;
+  const token = fixtures.tokens[c.alg][0];
+  const problems = [];
+  const ok = await fetch(url, { headers: { authorization: `Bearer ${token}` } });
+  const body = await ok.text();
+  if (ok.status !== 200 || body !== '{"ok":true}') problems.push(`valid token: ${ok.status} ${body.slice(0, 200)}`);
+  if (c.kind === 'scopegate') {
+    const hasLimit = ok.headers.has('x-ratelimit-limit');
+    if (c.rateLimit === 'off' && hasLimit) problems.push('rate_limit disabled but X-Ratelimit-Limit sent');
+    if (c.rateLimit !== 'off' && !hasLimit) problems.push('rate limit on but no X-Ratelimit-Limit header');
+    const none = await fetch(url);
+    await none.text();
+    if (none.status !== 401) problems.push(`no token: ${none.status} (want 401)`);
+    const bad = await fetch(url, { headers: { authorization: `Bearer ${token.slice(0, -4)}AAAA` } });
+    await bad.text();
+    if (bad.status !== 401) problems.push(`bad signature: ${bad.status} (want 401)`);
+  }
+  return problems;
+}
+
+/** Machine-wide busy and steal ticks (all cpus) from /proc/stat, or null. */
+function machineTicks() {
+  try {
+    const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+    // user nice system idle iowait irq softirq steal
+    const busy = f[0] + f[1] + f[2] + f[5] + f[6];
+    return { busy, steal: f[7] ?? 0 };
+  } catch {
+    return null;
+  }
+}
+
+function sample(pids) {
+  return { at: process.hrtime.bigint(), machine: machineTicks(), procs: pids.map((p) => (p ? cpuTicks(p) : null)) };
+}
+
+/**
+ * One warm-up + measured autocannon run in a pinned child. Besides autocannon's numbers, returns
+ * the contestant's CPU % and `otherPct`: machine CPU busy time during the window not spent by the
+ * contestant, the upstream or the load child (other sessions' work; also loopback softirq), in %
+ * of one core.
+ */
+async function runLoad(port, c, pid) {
+  const url = `http://127.0.0.1:${port}${URL_PATH}`;
+  const tokensFile = join(runDir, `tokens-${c.alg}.json`);
+  const logFile = join(runDir, `load-${c.name}.log`);
+  const child = startChild(
+    `load(${c.name})`,
+    LOAD_CPU,
+    process.execPath,
+    [join(BENCH_DIR, 'load.mjs'), url, tokensFile, String(CONNECTIONS), String(WARMUP), String(DURATION)],
+    {},
+    logFile,
+    true,
+  );
+  const pids = [pid, upstreamPid, child.pid];
+  let out = '';
+  let t0 = null;
+  let t1 = null;
+  child.stdout.setEncoding('utf8');
+  child.stdout.on('data', (d) => {
+    out += d;
+    if (t0 === null && out.includes('measure-start\n')) t0 = sample(pids);
+    if (t1 === null && out.includes('measure-end\n')) t1 = sample(pids);
+  });
+  const exit = await child.exited;
+  const line = out.split('\n').find((l) => l.startsWith('RESULT '));
+  if (!line) throw new Error(`load generator failed (${JSON.stringify(exit)}):\n${tail(logFile)}`);
+  const r = JSON.parse(line.slice(7));
+  if (t0 && t1) {
+    const secs = Number(t1.at - t0.at) / 1e9;
+    const pct = (a, b) => (a == null || b == null ? null : ((b - a) / CLK_TCK / secs) * 100);
+    const procPct = pids.map((_, i) => pct(t0.procs[i], t1.procs[i]));
+    r.cpuPct = procPct[0];
+    if (t0.machine && t1.machine) {
+      const ours = procPct.reduce((s, x) => s + (x ?? 0), 0);
+      r.otherPct = Math.max(0, pct(t0.machine.busy, t1.machine.busy) - ours);
+      r.stealPct = pct(t0.machine.steal, t1.machine.steal);
+    }
+  }
+  return r;
+}
+
+async function turn(c, rep) {
+  const row = { name: c.name, what: c.what, rep, valid: false, notes: [] };
+  let child = null;
+  let port = upstreamPort;
+  try {
+    if (c.kind !== 'direct') {
+      port = await freePort();
+      const logFile = join(runDir, `${c.name}-rep${rep}.log`);
+      if (c.kind === 'node') {
+        child = startChild(c.name, PROXY_CPU, process.execPath, [join(BENCH_DIR, c.script)], { PORT: String(port), UPSTREAM_URL: upstreamUrl }, logFile);
+      } else {
+        const cfgFile = join(runDir, `${c.name}.yaml`);
+        writeFileSync(
+          cfgFile,
+          scopegateConfig({ port, upstreamUrl, alg: c.alg, rateLimit: c.rateLimit, jwksFile: fixtures.jwksFile, redisUrl: REDIS_URL }),
+        );
+        child = startChild(
+          c.name,
+          PROXY_CPU,
+          process.execPath,
+          [...(env.PROFILE ? ['--cpu-prof', '--cpu-prof-dir', join(runDir, 'profiles'), '--cpu-prof-name', `${c.name}-rep${rep}.cpuprofile`] : []), join(ROOT, 'dist', 'cli.js'), 'serve', '--config', cfgFile],
+          { LOG_LEVEL: env.LOG_LEVEL || 'info', BENCH_HS_SECRET: fixtures.hsSecret, NODE_ENV: 'production' },
+          logFile,
+        );
+      }
+      await waitHttp(port, child);
+    }
+    const problems = await check(port, c);
+    if (problems.length) {
+      row.notes.push(...problems.map((p) => `check: ${p}`));
+      return row;
+    }
+    let r;
+    for (let attempt = 1; ; attempt++) {
+      r = await runLoad(port, c, child?.pid);
+      r.tries = attempt;
+      const noise = (r.otherPct ?? 0) + (r.stealPct ?? 0);
+      if (noise <= NOISE_MAX || attempt > NOISY_RETRIES || child?.exitInfo) break;
+      process.stdout.write(`noisy (other ${fmt(r.otherPct)} %, steal ${fmt(r.stealPct)} %), again in 5 s ... `);
+      await sleep(5000);
+    }
+    if ((r.otherPct ?? 0) + (r.stealPct ?? 0) > NOISE_MAX) r.noisy = true;
+    Object.assign(row, r);
+    const warm = r.warmup ?? { non2xx: 0, errors: 0, timeouts: 0 };
+    if (child?.exitInfo) row.notes.push(`crashed during load: ${JSON.stringify(child.exitInfo)}; stderr:\n${tail(child.logFile)}`);
+    if (r.non2xx || r.errors || r.timeouts) row.notes.push(`measured: non2xx=${r.non2xx} errors=${r.errors} timeouts=${r.timeouts} status=${JSON.stringify(r.statusCodes)}`);
+    if (warm.non2xx || warm.errors || warm.timeouts) row.notes.push(`warm-up: non2xx=${warm.non2xx} errors=${warm.errors} timeouts=${warm.timeouts} status=${JSON.stringify(warm.statusCodes)}`);
+    row.valid = row.notes.length === 0 && r.requests > 0;
+    if (child) {
+      const errText = tail(child.logFile, 5);
+      if (errText && !row.valid) row.notes.push(`log tail:\n${errText}`);
+    }
+  } catch (e) {
+    row.notes.push(String(e?.message ?? e));
+  } finally {
+    await stopChild(child);
+  }
+  return row;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Report.
+
+const fmt = (n, d = 0) => (n == null || Number.isNaN(n) ? '–' : n.toLocaleString('en-US', { minimumFractionDigits: d, maximumFractionDigits: d }));
+
+function aggregate(rows) {
+  const by = new Map();
+  for (const r of rows) {
+    if (!by.has(r.name)) by.set(r.name, []);
+    by.get(r.name).push(r);
+  }
+  const agg = [];
+  for (const [name, rs] of by) {
+    const valid = rs.every((r) => r.valid);
+    const ok = rs.filter((r) => r.rps != null);
+    agg.push({
+      name,
+      what: rs[0].what,
+      valid,
+      reps: rs.map((r) => r.rps),
+      rps: ok.length ? median(ok.map((r) => r.rps)) : null,
+      p50: ok.length ? median(ok.map((r) => r.p50)) : null,
+      p99: ok.length ? median(ok.map((r) => r.p99)) : null,
+      cpuPct: ok.some((r) => r.cpuPct != null) ? median(ok.filter((r) => r.cpuPct != null).map((r) => r.cpuPct)) : null,
+      otherPct: ok.some((r) => r.otherPct != null) ? Math.max(...ok.map((r) => r.otherPct ?? 0)) : null,
+      stealPct: ok.some((r) => r.stealPct != null) ? Math.max(...ok.map((r) => r.stealPct ?? 0)) : null,
+      tries: rs.reduce((s, r) => s + (r.tries ?? 0), 0),
+      noisy: rs.some((r) => r.noisy),
+      non2xx: rs.reduce((s, r) => s + (r.non2xx ?? 0) + (r.warmup?.non2xx ?? 0), 0),
+      errors: rs.reduce((s, r) => s + (r.errors ?? 0) + (r.timeouts ?? 0) + (r.warmup?.errors ?? 0) + (r.warmup?.timeouts ?? 0), 0),
+      notes: rs.flatMap((r) => r.notes.map((n) => (rs.length > 1 ? `rep ${r.rep}: ${n}` : n))),
+    });
+  }
+  const ref = (n) => agg.find((a) => a.name === n && a.valid)?.rps ?? null;
+  const ratio = (a, b) => (a != null && b != null && b > 0 ? a / b : null);
+  for (const a of agg) {
+    a.vsHttpProxy = a.valid ? ratio(a.rps, ref('http-proxy')) : null;
+    a.vsUndici = a.valid ? ratio(a.rps, ref('undici')) : null;
+    a.vsDirect = a.valid ? ratio(a.rps, ref('direct')) : null;
+  }
+  const pairs = [
+    ['scopegate memory vs scopegate no-limits', 'scopegate-hs256', 'scopegate-nolimit'],
+    ['scopegate redis vs scopegate no-limits', 'scopegate-redis', 'scopegate-nolimit'],
+    ['scopegate RS256 vs HS256 (both memory)', 'scopegate-rs256', 'scopegate-hs256'],
+    ['scopegate no-limits vs bare undici', 'scopegate-nolimit', 'undici'],
+    ['bare undici vs bare http-proxy', 'undici', 'http-proxy'],
+  ].map(([label, a, b]) => ({ label, a, b, value: ratio(ref(a), ref(b)) }));
+  return { agg, pairs };
+}
+
+function table(agg, markdown) {
+  const head = ['contestant', 'req/s', 'p50 ms', 'p99 ms', 'proxy CPU %', 'other %', 'steal %', 'non-2xx', 'errors', '× http-proxy', '× undici', '× direct', 'valid'];
+  const rows = agg.map((a) => [
+    a.name,
+    fmt(a.rps),
+    fmt(a.p50, 2),
+    fmt(a.p99, 2),
+    a.name === 'direct' ? '–' : fmt(a.cpuPct),
+    fmt(a.otherPct),
+    fmt(a.stealPct),
+    fmt(a.non2xx),
+    fmt(a.errors),
+    a.vsHttpProxy == null ? '–' : fmt(a.vsHttpProxy, 2),
+    a.vsUndici == null ? '–' : fmt(a.vsUndici, 2),
+    a.vsDirect == null ? '–' : fmt(a.vsDirect, 2),
+    (a.valid ? 'ok' : 'INVALID') + (a.noisy ? ' (noisy)' : ''),
+  ]);
+  if (markdown) {
+    const line = (cells) => `| ${cells.join(' | ')} |`;
+    return [line(head), line(head.map((_, i) => (i === 0 || i === head.length - 1 ? '---' : '---:'))), ...rows.map(line)].join('\n');
+  }
+  const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (cells) => cells.map((c, i) => (i === 0 ? c.padEnd(w[i]) : c.padStart(w[i]))).join('  ');
+  return [line(head), w.map((n) => '-'.repeat(n)).join('  '), ...rows.map(line)].join('\n');
+}
+
+function machine() {
+  const cpus = os.cpus();
+  return {
+    nproc: cpus.length,
+    cpu: cpus[0]?.model ?? 'unknown',
+    node: process.version,
+    os: `${os.type()} ${os.release()} ${os.arch()}`,
+    loadavg: os.loadavg().map((x) => x.toFixed(2)).join(' '),
+    pinning: HAVE_TASKSET ? `taskset: contestant on cpu ${PROXY_CPU}; upstream + autocannon on cpu ${LOAD_CPU}` : 'none (taskset missing or < 2 cpus)',
+  };
+}
+
+function markdownReport({ agg, pairs }, m, skipped, startedAt) {
+  const knobs = `DURATION=${DURATION} WARMUP=${WARMUP} CONNECTIONS=${CONNECTIONS} REPS=${REPS} TOKENS=${N_TOKENS}`;
+  const lines = [
+    '# scopegate bench results',
+    '',
+    `Written by \`bench/run.mjs\` (\`npm run bench\`) on ${startedAt}. See [README.md](README.md) for what each row is.`,
+    '',
+    '## Machine',
+    '',
+    `- ${m.nproc} CPU(s): ${m.cpu}`,
+    `- Node ${m.node}, ${m.os}`,
+    `- load average at start: ${m.loadavg}`,
+    `- pinning: ${m.pinning}`,
+    '',
+    '## Command and knobs',
+    '',
+    '```sh',
+    `${knobs}${env.CONTESTANTS ? ` CONTESTANTS=${env.CONTESTANTS}` : ''} npm run bench`,
+    '```',
+    '',
+    `Load: autocannon, ${CONNECTIONS} connections, pipelining 1, ${WARMUP} s warm-up then ${DURATION} s measured, GET \`${URL_PATH}\`, ` +
+      `${N_TOKENS} distinct tokens per algorithm rotated (each connection walks the list from its own offset). ` +
+      `Upstream: node:http answering \`{"ok":true}\`. req/s, p50 and p99 are medians over ${REPS} repetition(s); non-2xx and errors are summed over warm-up and measured runs. ` +
+      '"proxy CPU %" is the contestant process\'s CPU time during the measured window (100 = one core). ' +
+      '"other %" is CPU busy time on the whole machine during the window not spent by the contestant, the upstream or autocannon ' +
+      '(other work on the machine, plus loopback softirq time that no process is charged for), max over repetitions; ' +
+      `a window with other + steal above ${NOISE_MAX} % is measured again after 5 s, up to ${NOISY_RETRIES} times, then kept and marked "noisy".`,
+    '',
+    '## Results',
+    '',
+    table(agg, true),
+    '',
+    '## Ratios',
+    '',
+    '| comparison | ratio (req/s) |',
+    '| --- | ---: |',
+    ...pairs.map((p) => `| ${p.label} (\`${p.a}\` / \`${p.b}\`) | ${p.value == null ? '–' : fmt(p.value, 3)} |`),
+    '',
+  ];
+  if (REPS > 1) {
+    lines.push('## Per repetition (req/s)', '', ...agg.map((a) => `- ${a.name}: ${a.reps.map((x) => fmt(x)).join(', ')}`), '');
+  }
+  const notes = agg.filter((a) => a.notes.length);
+  if (notes.length || skipped.length) {
+    lines.push('## Notes', '');
+    for (const s of skipped) lines.push(`- ${s}`);
+    for (const a of notes) lines.push(`- **${a.name}**:`, '', '```', ...a.notes, '```', '');
+    lines.push('');
+  }
+  return lines.join('\n');
+}
+
+// ---------------------------------------------------------------------------------------------
+// Main.
+
+let runDir;
+let fixtures;
+let upstreamPort;
+let upstreamUrl;
+let upstreamPid;
+
+async function main() {
+  const startedAt = new Date().toISOString();
+  const wanted = env.CONTESTANTS
+    ? env.CONTESTANTS.split(',').map((s) => s.trim()).filter(Boolean).flatMap((s) => (s === 'scopegate' ? ALL.filter((c) => c.kind === 'scopegate').map((c) => c.name) : [s]))
+    : ALL.map((c) => c.name);
+  const unknown = wanted.filter((w) => !ALL.some((c) => c.name === w));
+  if (unknown.length) throw new Error(`unknown contestant(s): ${unknown.join(', ')}; known: ${ALL.map((c) => c.name).join(', ')}, scopegate`);
+  let list = ALL.filter((c) => wanted.includes(c.name));
+  const skipped = [];
+
+  if (list.some((c) => c.kind === 'scopegate') && !existsSync(join(ROOT, 'dist', 'cli.js'))) {
+    throw new Error('dist/cli.js is missing: run `npm run build` (or use `npm run bench`)');
+  }
+  if (list.some((c) => c.rateLimit === 'redis') && !(await redisReachable(REDIS_URL))) {
+    const note = `scopegate-redis skipped: Redis not reachable at ${REDIS_URL.replace(/\/\/[^@/]*@/, '//***@')}`;
+    console.log(`note: ${note}`);
+    skipped.push(note);
+    list = list.filter((c) => c.rateLimit !== 'redis');
+  }
+
+  runDir = mkdtempSync(join(os.tmpdir(), 'scopegate-bench-'));
+  const m = machine();
+  console.log(`bench: ${m.nproc} cpu (${m.cpu}), node ${m.node}, ${m.pinning}`);
+  console.log(`bench: DURATION=${DURATION} WARMUP=${WARMUP} CONNECTIONS=${CONNECTIONS} REPS=${REPS}; contestants: ${list.map((c) => c.name).join(', ')}`);
+  console.log(`bench: run dir ${runDir}`);
+
+  fixtures = await makeFixtures(runDir, N_TOKENS);
+
+  upstreamPort = await freePort();
+  upstreamUrl = `http://127.0.0.1:${upstreamPort}`;
+  const upstream = startChild('upstream', LOAD_CPU, process.execPath, [join(BENCH_DIR, 'lib', 'upstream.mjs')], { PORT: String(upstreamPort) }, join(runDir, 'upstream.log'));
+  await waitHttp(upstreamPort, upstream);
+  upstreamPid = upstream.pid;
+
+  const rows = [];
+  for (let rep = 1; rep <= REPS; rep++) {
+    for (const c of list) {
+      process.stdout.write(`  ${c.name}${REPS > 1 ? ` (rep ${rep}/${REPS})` : ''} ... `);
+      const row = await turn(c, rep);
+      rows.push(row);
+      console.log(row.rps != null ? `${fmt(row.rps)} req/s, p99 ${fmt(row.p99, 2)} ms${row.valid ? '' : ' INVALID'}` : 'INVALID');
+      if (!row.valid) for (const n of row.notes) console.log(`    ${n.replace(/\n/g, '\n    ')}`);
+      if (upstream.exitInfo) throw new Error(`upstream died: ${JSON.stringify(upstream.exitInfo)}\n${tail(upstream.logFile)}`);
+    }
+  }
+  await stopChild(upstream);
+
+  const result = aggregate(rows);
+  console.log('');
+  console.log(table(result.agg, false));
+  console.log('');
+  for (const p of result.pairs) console.log(`${p.label.padEnd(42)} ${p.value == null ? '–' : fmt(p.value, 3)}`);
+  writeFileSync(join(runDir, 'rows.json'), JSON.stringify({ machine: m, rows }, null, 2));
+  writeFileSync(RESULTS_FILE, markdownReport(result, m, skipped, startedAt));
+  console.log(`\nwrote ${relative(process.cwd(), RESULTS_FILE) || RESULTS_FILE}`);
+  const allValid = result.agg.every((a) => a.valid);
+  if (env.KEEP_RUN_DIR || env.PROFILE || !allValid) console.log(`kept ${runDir} (configs, stderr logs, rows.json)`);
+  else rmSync(runDir, { recursive: true, force: true });
+  return allValid ? 0 : 3;
+}
+
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  async (e) => {
+    console.error(`bench failed: ${e?.stack ?? e}`);
+    await Promise.all([...children].map(stopChild));
+    if (runDir) console.error(`run dir kept for inspection: ${runDir}`);
+    process.exitCode = 1;
+  },
+);
