@@ -4,12 +4,12 @@
  * (and, for forwarded requests, the gateway forwards to the path explain predicted). The token
  * never appears in explain's output.
  */
-import { request } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestGateway, TEST_SECRET, type TestGateway } from '../helpers/gateway.js';
 import { runCli } from '../helpers/process.js';
 import { hsToken, nowS, tempDir, type TempDir } from '../helpers/tokens.js';
 import { startUpstream, type Upstream } from '../helpers/upstream.js';
+import { rawRequest } from '../helpers/http.js';
 
 function yaml(upstream: string, extra = ''): string {
   return `
@@ -79,23 +79,6 @@ interface Explained {
   upstream?: { name: string; pathAndQuery: string };
 }
 
-/** Sends the request to the running gateway with node:http, exactly as given. */
-function send(base: string, method: string, path: string, tok?: string): Promise<{ status: number; headers: Record<string, unknown>; body: string }> {
-  const u = new URL(base);
-  return new Promise((resolve, reject) => {
-    const req = request(
-      { host: u.hostname, port: u.port, method, path, headers: tok ? { authorization: `Bearer ${tok}` } : {} },
-      (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (c: string) => (body += c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
-      },
-    );
-    req.on('error', reject);
-    req.end();
-  });
-}
 
 let up: Upstream;
 let dir: TempDir;
@@ -151,6 +134,9 @@ const cases: Case[] = [
   ['fallback: any valid token forwarded', 'GET', '/v1/legacy/thing?a=b', () => user('nothing'), 200, 'forward', true],
   ['fallback: still needs a token', 'GET', '/v1/legacy/thing', null, 401, 'token_missing', true],
 ];
+
+const send = (base: string, method: string, path: string, tok?: string) =>
+  rawRequest(base, method, path, tok ? { authorization: `Bearer ${tok}` } : {});
 
 describe('scopegate explain predicts what the gateway answers', () => {
   it.each(cases)('%s', async (_name, method, url, make, status, what, fallback) => {

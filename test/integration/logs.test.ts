@@ -5,11 +5,11 @@
  * level. Then: no token, no token signature and no HMAC secret in any line, and exactly one access
  * line per request carrying the SPEC fields.
  */
-import { request as httpRequest } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestGateway, TEST_SECRET, type TestGateway } from '../helpers/gateway.js';
 import { craftToken, hsToken, unsecuredToken } from '../helpers/tokens.js';
 import { closedPortUrl, startUpstream, type Upstream } from '../helpers/upstream.js';
+import { rawRequest as raw, type RawResponse as Reply } from '../helpers/http.js';
 
 const now = () => Math.floor(Date.now() / 1000);
 let jtiCounter = 0;
@@ -55,23 +55,6 @@ routes:
 `;
 }
 
-interface Reply {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-}
-
-/** Raw HTTP/1.1 so paths and headers reach the gateway exactly as written. */
-function raw(base: string, method: string, path: string, headers: Record<string, string | string[]>): Promise<Reply> {
-  const u = new URL(base);
-  return new Promise((resolve, reject) => {
-    const req = httpRequest({ host: u.hostname, port: u.port, method, path, headers, agent: false }, (res) => {
-      res.resume();
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers }));
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
 
 interface Case {
   name: string;

@@ -4,12 +4,12 @@
  * are asserted to their exact values, and every label value of the whole exposition is checked
  * against the raw paths, tokens and subjects the script used: none may appear.
  */
-import { request as httpRequest } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestGateway, TEST_SECRET, type TestGateway } from '../helpers/gateway.js';
 import { hsToken } from '../helpers/tokens.js';
 import { closedPortUrl, startUpstream, type Upstream } from '../helpers/upstream.js';
 import { VERSION } from '../../src/version.js';
+import { rawRequest } from '../helpers/http.js';
 
 const now = () => Math.floor(Date.now() / 1000);
 const SUBJECTS = { alice: 'alice-subject-7f3a91', bob: 'bob-subject-c2d8e4', old: 'expired-subject-5b6e0f' };
@@ -54,19 +54,6 @@ routes:
 `;
 }
 
-/** Raw HTTP/1.1 so the path reaches the gateway exactly as written. */
-function raw(base: string, path: string, headers: Record<string, string> = {}) {
-  const u = new URL(base);
-  return new Promise<{ status: number; body: string }>((resolve, reject) => {
-    const req = httpRequest({ host: u.hostname, port: u.port, method: 'GET', path, headers, agent: false }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
 
 interface Sample {
   name: string;
@@ -151,6 +138,8 @@ afterAll(async () => {
   await gw?.close();
   await up?.close();
 });
+
+const raw = (base: string, path: string, headers: Record<string, string> = {}) => rawRequest(base, 'GET', path, headers);
 
 describe('Prometheus metrics after a scripted request mix (SPEC 6)', () => {
   it('counts every request by route id, method, status and decision', () => {

@@ -3,11 +3,11 @@
  * gateway on 127.0.0.1:0. Each test asserts the status, the exact body where SPEC gives it, the
  * headers, and what the upstream saw (or that it saw nothing).
  */
-import { request as httpRequest } from 'node:http';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { baseConfig, startTestGateway, TEST_SECRET, type TestGateway } from '../helpers/gateway.js';
 import { hsToken, unsecuredToken, craftToken } from '../helpers/tokens.js';
 import { startUpstream, type Upstream } from '../helpers/upstream.js';
+import { rawRequest as raw } from '../helpers/http.js';
 
 const now = () => Math.floor(Date.now() / 1000);
 function claims(over: Record<string, unknown> = {}) {
@@ -17,19 +17,6 @@ const mint = (over: Record<string, unknown> = {}) => hsToken(TEST_SECRET, claims
 
 const AUTH_TEST_202 = { success: { code: 202, message: 'This auth_token has access to use this method.', type: 'Accepted' } };
 
-/** Raw HTTP/1.1 request so paths reach the gateway byte for byte (fetch would normalise them). */
-function raw(base: string, method: string, path: string, headers: Record<string, string | string[]> = {}, body?: string) {
-  const u = new URL(base);
-  return new Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }>((resolve, reject) => {
-    const req = httpRequest({ host: u.hostname, port: u.port, method, path, headers, agent: false }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
-    });
-    req.on('error', reject);
-    req.end(body);
-  });
-}
 
 let up: Upstream;
 let gw: TestGateway;

@@ -6,12 +6,12 @@
  * shared-budget and outage tests with a live Redis are in shared-budget.test.ts.
  */
 import { createHash } from 'node:crypto';
-import { request as httpRequest } from 'node:http';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { loadConfigText } from '../../src/config/load.js';
 import { baseConfig, startTestGateway, TEST_SECRET, type TestGateway } from '../helpers/gateway.js';
 import { hsToken, testClock } from '../helpers/tokens.js';
 import { closedPortUrl, startUpstream, type Upstream } from '../helpers/upstream.js';
+import { rawRequest as raw, type RawResponse } from '../helpers/http.js';
 
 // 2030-01-01T00:00:00Z is aligned to every window used here (30 s, 60 s, 120 s).
 const T0 = Date.UTC(2030, 0, 1);
@@ -74,25 +74,6 @@ function mint(over: Record<string, unknown> = {}, jti: string | null = `rl-${++j
   return hsToken(TEST_SECRET, claims);
 }
 
-interface RawResponse {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  body: string;
-}
-
-/** Raw HTTP/1.1 request (no client-side normalisation, no connection reuse). */
-function raw(base: string, method: string, path: string, headers: Record<string, string> = {}): Promise<RawResponse> {
-  const u = new URL(base);
-  return new Promise((resolve, reject) => {
-    const req = httpRequest({ host: u.hostname, port: u.port, method, path, headers, agent: false }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
 
 const bearer = (t: string, extra: Record<string, string> = {}) => ({ authorization: `Bearer ${t}`, ...extra });
 

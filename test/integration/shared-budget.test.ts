@@ -9,7 +9,6 @@
  *
  * The gateway processes run `node dist/cli.js` (npm test builds first).
  */
-import { request as httpRequest } from 'node:http';
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
 import { baseConfig, TEST_SECRET } from '../helpers/gateway.js';
 import { spawnGateway, type GatewayProcess } from '../helpers/process.js';
@@ -17,25 +16,8 @@ import { deleteKeys, describeRedis, redisClient, redisUrl, uniqueKeyPrefix } fro
 import { describeRedisServer, startRedisServer, type RedisServer } from '../helpers/redis-server.js';
 import { hsToken, tempDir, type TempDir } from '../helpers/tokens.js';
 import { startUpstream, type Upstream } from '../helpers/upstream.js';
+import { rawRequest as raw } from '../helpers/http.js';
 
-interface RawResponse {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  body: string;
-}
-
-function raw(base: string, method: string, path: string, headers: Record<string, string> = {}): Promise<RawResponse> {
-  const u = new URL(base);
-  return new Promise((resolve, reject) => {
-    const req = httpRequest({ host: u.hostname, port: u.port, method, path, headers, agent: false }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
