@@ -170,7 +170,7 @@ export function createApp(loaded: LoadedConfig, deps: AppDeps): Gateway {
 
   // ── 1–2: path safety, then route match ──────────────────────────────────────────────────────
   const route: MiddlewareHandler<Env> = async (c, next) => {
-    const rc = c.var.rc;
+    const rc = c.get('rc');
     if (!rc.rawPath.startsWith('/')) throw new GatewayError('bad_request', { why: 'request target must be an absolute path' });
     const unsafe = checkPathSafety(rc.rawPath);
     if (unsafe) throw new GatewayError('bad_request', { why: unsafe });
@@ -194,7 +194,7 @@ export function createApp(loaded: LoadedConfig, deps: AppDeps): Gateway {
 
   // ── 3–4: token extraction and verification ──────────────────────────────────────────────────
   const authenticate: MiddlewareHandler<Env> = async (c, next) => {
-    const rc = c.var.rc;
+    const rc = c.get('rc');
     const incoming = c.env.incoming;
     const { token, source } = extractToken(authorizationValues(incoming), rc.rawQuery, extractOpts);
     rc.token = token;
@@ -205,7 +205,7 @@ export function createApp(loaded: LoadedConfig, deps: AppDeps): Gateway {
 
   // ── 5: client type, scopes, room binding (a refusal still spends one unit of budget) ────────
   const authorizeStage: MiddlewareHandler<Env> = async (c, next) => {
-    const rc = c.var.rc;
+    const rc = c.get('rc');
     if (rc.route!.id !== FALLBACK_ROUTE_ID) {
       const denied = authorize(rc.route!, rc.principal!, rc.params);
       if (denied) {
@@ -218,7 +218,7 @@ export function createApp(loaded: LoadedConfig, deps: AppDeps): Gateway {
 
   // ── 6: auth_test probes are answered here; 7: rate limit ────────────────────────────────────
   const limitStage: MiddlewareHandler<Env> = async (c, next) => {
-    const rc = c.var.rc;
+    const rc = c.get('rc');
     if (isAuthTest(rc.rawQuery)) {
       await limit(rc, false, true);
       rc.decision = 'auth_test';
@@ -249,7 +249,7 @@ export function createApp(loaded: LoadedConfig, deps: AppDeps): Gateway {
 
   // ── 8: proxy (HTTP through undici, WebSocket through http-proxy) ────────────────────────────
   const proxy: MiddlewareHandler<Env> = async (c) => {
-    const rc = c.var.rc;
+    const rc = c.get('rc');
     const incoming = c.env.incoming;
     const query = stripQueryParams(rc.rawQuery, stripParams);
     const opts = {
