@@ -199,7 +199,7 @@ export function createApp(loaded: LoadedConfig, deps: AppDeps): Gateway {
     const { token, source } = extractToken(authorizationValues(incoming), rc.rawQuery, extractOpts);
     rc.token = token;
     rc.tokenSource = source;
-    rc.principal = await verifier.verify(token);
+    rc.principal = verifier.cached(token) ?? (await verifier.verify(token));
     await next();
   };
 

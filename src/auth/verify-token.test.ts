@@ -326,6 +326,20 @@ describe('createTokenVerifier: cache', () => {
     expect(rec.cache).toEqual(['miss', 'hit']);
   });
 
+  it('answers cached() synchronously only for a verified, unexpired token', async () => {
+    const rec = recorder();
+    const clock = testClock(T0);
+    const v = await verifier({}, rec.observer, clock);
+    const t = await hsToken(secret, local({ exp: NOW + 10 }));
+    expect(v.cached(t)).toBeUndefined(); // never verified: no answer, nothing counted
+    const p = await v.verify(t);
+    expect(v.cached(t)).toBe(p);
+    expect(v.cached(await hsToken('another-secret-0123456789abcdef', local()))).toBeUndefined();
+    clock.advance(10_000); // at exp the entry is gone
+    expect(v.cached(t)).toBeUndefined();
+    expect(rec.cache).toEqual(['miss', 'hit']);
+  });
+
   it('does not use a cache entry at or after the token exp, and fails once past the tolerance', async () => {
     const rec = recorder();
     const clock = testClock(T0);
