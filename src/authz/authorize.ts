@@ -9,6 +9,7 @@
 import { CLIENT_TYPES } from '../config/schema.js';
 import { GatewayError } from '../errors.js';
 import type { CompiledRoute, Principal } from '../types.js';
+import { formDecode } from '../form-decode.js';
 
 /** Expands a route's client_types (`oauth` = any of group, room, user); absent = any. */
 export function allowedClientTypes(route: CompiledRoute): readonly string[] {
@@ -58,15 +59,8 @@ export function isAuthTest(rawQuery: string): boolean {
   for (const pair of rawQuery.split('&')) {
     const eq = pair.indexOf('=');
     if (eq === -1) continue;
-    if (safeDecode(pair.slice(0, eq)) === 'auth_test' && safeDecode(pair.slice(eq + 1)).toLowerCase() === 'true') return true;
+    if (formDecode(pair.slice(0, eq)) === 'auth_test' && formDecode(pair.slice(eq + 1)).toLowerCase() === 'true') return true;
   }
   return false;
 }
 
-function safeDecode(s: string): string {
-  try {
-    return decodeURIComponent(s.replace(/\+/g, ' '));
-  } catch {
-    return s;
-  }
-}

@@ -13,6 +13,7 @@
  */
 import { createHash } from 'node:crypto';
 import pino from 'pino';
+import { formDecode } from '../form-decode.js';
 
 export type Logger = pino.Logger;
 
@@ -114,7 +115,7 @@ export function redactQuery(pathAndQuery: string, params: readonly string[]): st
     const part = parts[i] as string;
     const eq = part.indexOf('=');
     if (eq === -1 || eq === part.length - 1) continue;
-    if (!wanted.has(decodeName(part.slice(0, eq)).toLowerCase())) continue;
+    if (!wanted.has(formDecode(part.slice(0, eq)).toLowerCase())) continue;
     parts[i] = `${part.slice(0, eq + 1)}${REDACTED}`;
     changed = true;
   }
@@ -146,16 +147,6 @@ export function accessLogger(logger: Logger): Logger {
  */
 export function redactUrl(pathAndQuery: string, params: readonly string[]): string {
   return redactQuery(pathAndQuery, params).replace(JWT_IN_TEXT, REDACTED);
-}
-
-/** application/x-www-form-urlencoded name decoding; a malformed escape is compared as written. */
-function decodeName(raw: string): string {
-  const plus = raw.replace(/\+/g, ' ');
-  try {
-    return decodeURIComponent(plus);
-  } catch {
-    return plus;
-  }
 }
 
 /**

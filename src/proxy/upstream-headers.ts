@@ -16,6 +16,7 @@
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Principal } from '../types.js';
+import { formDecode } from '../form-decode.js';
 
 /**
  * Fields that describe one connection, not the message (RFC 9110 §7.6.1), never copied between
@@ -78,16 +79,6 @@ function findHeader(h: HeaderRecord, lowerName: string): string | string[] | und
   return undefined;
 }
 
-function decodeName(raw: string): string {
-  // Form encoding: '+' is a space. A malformed escape cannot name a parameter we drop, so it
-  // stays as written.
-  try {
-    return decodeURIComponent(raw.replace(/\+/g, ' '));
-  } catch {
-    return raw;
-  }
-}
-
 /**
  * Removes every `name=value` pair whose decoded name is in `drop` from a raw query string
  * (without the leading `?`). Every other pair is kept byte for byte and in order — repeated
@@ -102,7 +93,7 @@ export function stripQueryParams(rawQuery: string, drop: ReadonlySet<string>): s
   const kept = rawQuery.split('&').filter((pair) => {
     const eq = pair.indexOf('=');
     const name = eq === -1 ? pair : pair.slice(0, eq);
-    return !drop.has(decodeName(name));
+    return !drop.has(formDecode(name));
   });
   return kept.join('&');
 }
