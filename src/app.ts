@@ -81,8 +81,24 @@ export interface Gateway {
   readonly loaded: LoadedConfig;
 }
 
-/** A valid incoming X-Request-Id is kept (server.ts applies the same rule to requests refused before the pipeline). */
-export const REQUEST_ID = /^[A-Za-z0-9._:@/+=-]{1,128}$/;
+const REQUEST_ID = /^[A-Za-z0-9._:@/+=-]{1,128}$/;
+
+/** The request id of a request: a valid incoming X-Request-Id is kept, else a new UUID. */
+export function requestIdOf(given: string | string[] | undefined): string {
+  return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
+}
+
+/**
+ * Writes a whole HTTP/1.1 response straight to a socket and closes it: for answers given where no
+ * ServerResponse exists (refused WebSocket upgrades, requests Node's parser rejected).
+ */
+export function endSocketWithResponse(socket: Duplex, status: number, headers: Iterable<[string, string]>, body: Buffer | string): void {
+  const bytes = typeof body === 'string' ? Buffer.from(body) : body;
+  const lines = [`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}`];
+  for (const [k, v] of headers) lines.push(`${k}: ${v}`);
+  lines.push(`content-length: ${bytes.length}`, 'connection: close', '', '');
+  socket.end(Buffer.concat([Buffer.from(lines.join('\r\n')), bytes]));
+}
 const FALLBACK_ROUTE_ID = 'fallback';
 
 /**
@@ -123,7 +139,7 @@ export function createApp(loaded: LoadedConfig, deps: AppDeps): Gateway {
     const q = url.indexOf('?');
     const given = incoming.headers['x-request-id'];
     const rc: RequestState = {
-      requestId: typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID(),
+      requestId: requestIdOf(given),
       startMs: clock(),
       method: incoming.method ?? 'GET',
       rawPath: q === -1 ? url : url.slice(0, q),
@@ -332,11 +348,7 @@ export function createApp(loaded: LoadedConfig, deps: AppDeps): Gateway {
     Promise.resolve(app.fetch(request, { incoming: req, outgoing: undefined as never, upgrade: { socket, head } }))
       .then(async (res) => {
         if (res === RESPONSE_ALREADY_SENT || res.headers.get('x-hono-already-sent')) return;
-        const body = Buffer.from(await res.arrayBuffer());
-        const lines = [`HTTP/1.1 ${res.status} ${STATUS_CODES[res.status] ?? ''}`];
-        res.headers.forEach((v, k) => lines.push(`${k}: ${v}`));
-        lines.push(`content-length: ${body.length}`, 'connection: close', '', '');
-        socket.end(Buffer.concat([Buffer.from(lines.join('\r\n')), body]));
+        endSocketWithResponse(socket, res.status, res.headers.entries(), Buffer.from(await res.arrayBuffer()));
       })
       .catch((err: unknown) => {
         logger.error({ err }, 'upgrade pipeline failed');

@@ -8,13 +8,12 @@
  *   await fetch(`${gw.url}/v2/room/42`, { headers: { authorization: `Bearer ${token}` } });
  *   await gw.shutdown();
  */
-import { randomUUID } from 'node:crypto';
-import http, { STATUS_CODES } from 'node:http';
+import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { getRequestListener } from '@hono/node-server';
 import type { Logger } from 'pino';
 import { createAdminApp, type ReadinessCheck } from './admin.js';
-import { createApp, REQUEST_ID, type Gateway } from './app.js';
+import { createApp, endSocketWithResponse, requestIdOf, type Gateway } from './app.js';
 import { createTokenVerifier, type TokenVerifier } from './auth/verify-token.js';
 import { loadConfigFile, type LoadedConfig } from './config/load.js';
 import type { GatewayConfig } from './config/schema.js';
@@ -124,36 +123,46 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
   const cfg0 = gen.loaded.config;
 
   // Each request captures the generation current when it arrives: in-flight requests finish on it.
-  // @hono/node-server refuses some request targets before our pipeline runs (a backslash in the
-  // path, a bad Host); answer those in the same envelope, log and count them. Its errorHandler
-  // gets only the error, but for these it is called synchronously inside the listener call, so
-  // `arriving` names the Node request (undefined for a later, asynchronous failure).
-  let arriving: http.IncomingMessage | undefined;
-  const refuseMalformed = (err: unknown): Response => {
+  // Requests refused before the pipeline runs get the same envelope, access line, metric and
+  // X-Request-Id as any other refusal.
+  const refuseEarly = (gerr: GatewayError, req: { requestId: string; method?: string | undefined; url?: string | undefined; clientIp?: string | undefined }) => {
     const cfg = gen.loaded.config;
-    const incoming = arriving;
-    const why = err instanceof Error ? err.message : 'malformed request';
-    const r = renderError(new GatewayError('bad_request', { why }), { realm: cfg.realm, docsUrl: cfg.docs_url });
-    const given = incoming?.headers['x-request-id'];
-    const requestId = typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
-    const method = incoming?.method ?? 'OTHER';
-    metrics.observeRequest({ route: 'unmatched', method, status: r.status, decision: 'denied', seconds: 0, reason: 'bad_request' });
+    const r = renderError(gerr, { realm: cfg.realm, docsUrl: cfg.docs_url });
+    const method = req.method ?? 'OTHER';
+    metrics.observeRequest({ route: 'unmatched', method, status: r.status, decision: 'denied', seconds: 0, reason: gerr.code });
     logger.info(
       {
-        request_id: requestId,
+        request_id: req.requestId,
         method,
-        path: incoming?.url === undefined ? undefined : redactUrl(incoming.url, [cfg.tokens.query_param]),
+        path: req.url === undefined ? undefined : redactUrl(req.url, [cfg.tokens.query_param]),
         route: 'unmatched',
         status: r.status,
         decision: 'denied',
-        reason: 'bad_request',
-        why,
+        reason: gerr.code,
+        why: gerr.detail.why,
         duration_ms: 0,
-        client_ip: incoming?.socket?.remoteAddress ?? '',
+        client_ip: req.clientIp ?? '',
       },
       'request',
     );
-    return new Response(r.body, { status: r.status, headers: { ...r.headers, 'x-request-id': requestId } });
+    return { ...r, headers: { ...r.headers, 'x-request-id': req.requestId } };
+  };
+
+  // @hono/node-server refuses some request targets before our pipeline runs (a backslash in the
+  // path, a bad Host). Its errorHandler gets only the error, but for these it is called
+  // synchronously inside the listener call, so `arriving` names the Node request (undefined for a
+  // later, asynchronous failure).
+  let arriving: http.IncomingMessage | undefined;
+  const refuseMalformed = (err: unknown): Response => {
+    const incoming = arriving;
+    const why = err instanceof Error ? err.message : 'malformed request';
+    const r = refuseEarly(new GatewayError('bad_request', { why }), {
+      requestId: requestIdOf(incoming?.headers['x-request-id']),
+      method: incoming?.method,
+      url: incoming?.url,
+      clientIp: incoming?.socket?.remoteAddress,
+    });
+    return new Response(r.body, { status: r.status, headers: r.headers });
   };
   const honoListener = getRequestListener((req, env) => gen.gateway.fetch(req, env as never), { errorHandler: refuseMalformed });
   const listener = (req: http.IncomingMessage, res: http.ServerResponse) => {
@@ -173,21 +182,12 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
       socket.destroy();
       return;
     }
-    const cfg = gen.loaded.config;
     const gerr =
       err.code === 'HPE_HEADER_OVERFLOW'
         ? new GatewayError('headers_too_large')
         : new GatewayError('bad_request', { why: `malformed HTTP request (${err.code ?? 'parse error'})` });
-    const r = renderError(gerr, { realm: cfg.realm, docsUrl: cfg.docs_url });
-    const requestId = randomUUID();
-    metrics.observeRequest({ route: 'unmatched', method: 'OTHER', status: r.status, decision: 'denied', seconds: 0, reason: gerr.code });
-    logger.info(
-      { request_id: requestId, route: 'unmatched', status: r.status, decision: 'denied', reason: gerr.code, why: gerr.detail.why, client_ip: (socket as import('node:net').Socket).remoteAddress },
-      'request',
-    );
-    const head = [`HTTP/1.1 ${r.status} ${STATUS_CODES[r.status]}`, `content-length: ${Buffer.byteLength(r.body)}`, 'connection: close', `x-request-id: ${requestId}`];
-    for (const [k, v] of Object.entries(r.headers)) head.push(`${k}: ${v}`);
-    socket.end(`${head.join('\r\n')}\r\n\r\n${r.body}`);
+    const r = refuseEarly(gerr, { requestId: requestIdOf(undefined), clientIp: (socket as import('node:net').Socket).remoteAddress });
+    endSocketWithResponse(socket, r.status, Object.entries(r.headers), r.body);
   });
 
   const listen = (s: http.Server, host: string, port: number) =>
