@@ -159,7 +159,8 @@ export function createApp(loaded: LoadedConfig, deps: AppDeps): Gateway {
     } finally {
       metrics.inflight.dec();
       const status = rc.status ?? c.res.status;
-      const seconds = (clock() - rc.startMs) / 1000;
+      const elapsedMs = clock() - rc.startMs;
+      const seconds = elapsedMs / 1000;
       const routeId = rc.route?.id ?? 'unmatched';
       metrics.observeRequest({ route: routeId, method: rc.method, status, decision: rc.decision, seconds, reason: rc.reason });
       if (access.isLevelEnabled('info')) access.info(
@@ -171,7 +172,7 @@ export function createApp(loaded: LoadedConfig, deps: AppDeps): Gateway {
           status,
           decision: rc.decision,
           reason: rc.reason,
-          duration_ms: Math.round((clock() - rc.startMs) * 1000) / 1000,
+          duration_ms: Math.round(elapsedMs * 1000) / 1000,
           upstream_ms: rc.upstreamMs,
           token_id: rc.principal?.tokenId,
           subject: rc.principal?.subject,
