@@ -29,10 +29,9 @@
  *   server.on('upgrade', (req, socket, head) => fwd.upgrade(req, socket, head, opts));
  *   await fwd.close();
  */
-import { EventEmitter } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { Pool } from 'undici';
+import { Pool, type Dispatcher } from 'undici';
 import type { UpstreamConfig } from '../config/schema.js';
 import { GatewayError } from '../errors.js';
 import type { ErrorCode, RenderedError } from '../errors.js';
@@ -119,11 +118,6 @@ function overlay(target: Record<string, string | string[] | undefined>, own: Rea
   return target;
 }
 
-/** Undici accepts an EventEmitter as `signal`: a tenth of an AbortController's cost per request. */
-interface AbortEmitter extends EventEmitter {
-  aborted?: boolean;
-}
-
 /** HTTP/1.1 requests carry a body only when they say so (RFC 9112 §6.3). */
 function hasRequestBody(req: IncomingMessage): boolean {
   if (req.headers['transfer-encoding'] !== undefined) return true;
@@ -137,6 +131,74 @@ function whenClosed(res: ServerResponse): Promise<void> {
     res.once('finish', resolve);
     res.once('close', resolve);
   });
+}
+
+/** The abort reason given to undici when the client hung up; never shown to anyone. */
+const CLIENT_GONE = Object.assign(new Error('client closed the connection'), { code: 'CLIENT_GONE' });
+
+/**
+ * One proxied exchange as an undici dispatch handler: response headers and chunks are written
+ * straight into the Node response, and the upstream is paused while the client's socket is full.
+ * `settle` runs exactly once, with the upstream error if the exchange failed.
+ */
+class Relay implements Dispatcher.DispatchHandler {
+  controller: Dispatcher.DispatchController | null = null;
+  clientGone = false;
+  upstreamMs = 0;
+  private settled = false;
+
+  constructor(
+    private readonly res: ServerResponse,
+    private readonly ownHeaders: Readonly<Record<string, string>>,
+    private readonly clock: Clock,
+    private readonly start: number,
+    private readonly settle: (relay: Relay, err: Error | undefined) => void,
+  ) {}
+
+  /** The client's response closed: unless it was finished (or failed by us), the client left. */
+  readonly onClientClose = (): void => {
+    const res = this.res;
+    if (this.settled || res.writableFinished || res.errored) return;
+    this.clientGone = true;
+    this.controller?.abort(CLIENT_GONE);
+  };
+
+  private readonly onDrain = (): void => this.controller?.resume();
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.controller = controller;
+    if (this.clientGone) controller.abort(CLIENT_GONE);
+  }
+
+  onResponseStart(_c: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
+    if (statusCode < 200) return; // 103 Early Hints and the like are not relayed
+    this.upstreamMs = this.clock() - this.start;
+    this.res.writeHead(statusCode, overlay(stripHopByHop(headers), this.ownHeaders) as Record<string, string | string[]>);
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (!this.res.write(chunk)) {
+      controller.pause();
+      this.res.once('drain', this.onDrain);
+    }
+  }
+
+  onResponseEnd(): void {
+    this.res.end();
+    this.finish(undefined);
+  }
+
+  onResponseError(_c: Dispatcher.DispatchController, err: Error): void {
+    this.finish(err);
+  }
+
+  private finish(err: Error | undefined): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.res.off('close', this.onClientClose);
+    this.res.off('drain', this.onDrain);
+    this.settle(this, err);
+  }
 }
 
 /**
@@ -172,24 +234,11 @@ export function createForwarder(upstreams: Record<string, UpstreamConfig>, deps:
     return e;
   };
 
-  async function forward(req: IncomingMessage, res: ServerResponse, opts: ForwardOptions): Promise<ForwardResult> {
+  function forward(req: IncomingMessage, res: ServerResponse, opts: ForwardOptions): Promise<ForwardResult> {
     const entry = entryFor(opts.upstream);
+    if (res.destroyed) return Promise.resolve({ status: CLIENT_CLOSED_REQUEST, upstreamMs: 0, aborted: true });
     const start = clock();
-    let upstreamMs = 0;
-    const signal: AbortEmitter = new EventEmitter();
     const responseHeaders = opts.responseHeaders;
-
-    // A 'close' before 'finish' without an error of our own means the client went away.
-    // (When undici destroys `res` because the upstream failed mid-body, `res.errored` is set.)
-    let clientGone = false;
-    const onClose = (): void => {
-      if (res.writableFinished || res.errored) return;
-      clientGone = true;
-      signal.aborted = true;
-      signal.emit('abort');
-    };
-    if (res.destroyed) return { status: CLIENT_CLOSED_REQUEST, upstreamMs, aborted: true };
-    res.once('close', onClose);
 
     // undici refuses `expect`; strip it (the body is sent without waiting for 100 Continue).
     let headers = opts.headers;
@@ -199,50 +248,37 @@ export function createForwarder(upstreams: Record<string, UpstreamConfig>, deps:
     }
     const withBody = hasRequestBody(req);
 
-    try {
-      await entry.pool.stream(
-        {
-          path: entry.prefix + opts.pathAndQuery,
-          method: req.method ?? 'GET',
-          headers,
-          body: withBody ? req : null,
-          signal,
-        },
-        ({ statusCode, headers: upstreamHeaders }) => {
-          upstreamMs = clock() - start;
-          res.writeHead(statusCode, overlay(stripHopByHop(upstreamHeaders), responseHeaders) as Record<string, string | string[]>);
-          return res;
-        },
+    return new Promise<ForwardResult>((resolve) => {
+      const settle = (relay: Relay, err: Error | undefined): void => {
+        if (!err) return resolve({ status: res.statusCode, upstreamMs: relay.upstreamMs });
+        if (!res.headersSent) relay.upstreamMs = clock() - start; // time until the failure
+        const upstreamMs = relay.upstreamMs;
+        if (relay.clientGone) {
+          return resolve({ status: res.headersSent ? res.statusCode : CLIENT_CLOSED_REQUEST, upstreamMs, aborted: true });
+        }
+        const code = reasonFor(err);
+        const gwErr = new GatewayError(code, { why: describe(err) });
+        deps.onUpstreamError?.(err, code);
+        if (res.headersSent || res.destroyed) {
+          // The status line is gone: the only honest signal left is a broken connection.
+          res.destroy();
+          return resolve({ status: res.headersSent ? res.statusCode : CLIENT_CLOSED_REQUEST, upstreamMs, error: gwErr });
+        }
+        const rendered = deps.render(gwErr);
+        const h: Record<string, string> = { ...rendered.headers, ...responseHeaders };
+        // An unread request body would be parsed as the next request: close after this answer.
+        if (withBody && !req.complete) h['connection'] = 'close';
+        res.writeHead(rendered.status, h);
+        res.end(rendered.body);
+        void whenClosed(res).then(() => resolve({ status: rendered.status, upstreamMs, error: gwErr }));
+      };
+      const relay = new Relay(res, responseHeaders, clock, start, settle);
+      res.once('close', relay.onClientClose);
+      entry.pool.dispatch(
+        { path: entry.prefix + opts.pathAndQuery, method: req.method ?? 'GET', headers, body: withBody ? req : null },
+        relay,
       );
-      return { status: res.statusCode, upstreamMs };
-    } catch (e) {
-      // After headers, undici reports the stream's premature close; the upstream's own error
-      // (reset, body timeout) is the one it destroyed `res` with.
-      // Time until the failure, when the upstream never answered with headers.
-      if (!res.headersSent) upstreamMs = clock() - start;
-      const errored: unknown = res.errored;
-      const err = errored instanceof Error ? errored : e instanceof Error ? e : new Error(String(e));
-      if (clientGone || signal.aborted) {
-        return { status: res.headersSent ? res.statusCode : CLIENT_CLOSED_REQUEST, upstreamMs, aborted: true };
-      }
-      const code = reasonFor(err);
-      const gwErr = new GatewayError(code, { why: describe(err) });
-      deps.onUpstreamError?.(err, code);
-      if (res.headersSent || res.destroyed) {
-        res.destroy();
-        return { status: res.headersSent ? res.statusCode : CLIENT_CLOSED_REQUEST, upstreamMs, error: gwErr };
-      }
-      const rendered = deps.render(gwErr);
-      const h: Record<string, string> = { ...rendered.headers, ...responseHeaders };
-      // An unread request body would be parsed as the next request: close after this answer.
-      if (withBody && !req.complete) h['connection'] = 'close';
-      res.writeHead(rendered.status, h);
-      res.end(rendered.body);
-      await whenClosed(res);
-      return { status: rendered.status, upstreamMs, error: gwErr };
-    } finally {
-      res.off('close', onClose);
-    }
+    });
   }
 
   return {
