@@ -1,10 +1,11 @@
 /**
  * createApp(loaded, deps): the one place where the pipeline order is written (SPEC §1).
  *
- *   context → path safety + route match → token → verify → authorize → auth_test → rate limit → proxy
+ *   observe ⟮ path safety + route match → token → verify → authorize → auth_test → rate limit → proxy ⟯
  *
- * Every stage is a pure module (routing/, auth/, authz/, ratelimit/, proxy/); the Hono middlewares
- * below only wire them to the request. Each stage refuses by throwing a GatewayError; `onError`
+ * Every stage is a pure module (routing/, auth/, authz/, ratelimit/, proxy/). Hono runs two
+ * middlewares: `observe` (request id, metrics, access line) around `pipeline`, which calls the
+ * stages in order and awaits only where one really waits. Each stage refuses by throwing a GatewayError; `onError`
  * renders it through errors.ts, the one code → HTTP table. Request bodies are never read here:
  * the proxy stage streams the Node request straight to undici and answers RESPONSE_ALREADY_SENT.
  *
@@ -18,7 +19,7 @@ import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { HttpBindings } from '@hono/node-server';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
-import { Hono, type MiddlewareHandler } from 'hono';
+import { Hono, type Context, type MiddlewareHandler } from 'hono';
 import type { Logger } from 'pino';
 import { extractToken, type ExtractOptions } from './auth/extract-token.js';
 import type { TokenVerifier } from './auth/verify-token.js';
@@ -29,7 +30,7 @@ import type { Decision, Metrics } from './observability/metrics.js';
 import { accessLogger, redactUrl } from './observability/logger.js';
 import { buildUpstreamHeaders, stripQueryParams } from './proxy/upstream-headers.js';
 import type { Forwarder } from './proxy/forward.js';
-import type { RateLimiter } from './ratelimit/policy.js';
+import type { LimitDecision, RateLimiter } from './ratelimit/policy.js';
 import { checkPathSafety } from './routing/path-safety.js';
 import { matchRoute } from './routing/match-route.js';
 import type { Clock, CompiledRoute, Principal } from './types.js';
@@ -56,17 +57,17 @@ export interface RequestState {
   rawQuery: string;
   route: CompiledRoute | null;
   params: Record<string, string>;
-  token?: string | undefined;
-  tokenSource?: 'header' | 'query' | undefined;
-  principal?: Principal | undefined;
-  limitKey?: string | undefined;
+  token: string | undefined;
+  tokenSource: 'header' | 'query' | undefined;
+  principal: Principal | undefined;
+  limitKey: string | undefined;
   /** Headers every response of this request carries (request id, rate-limit state). */
   responseHeaders: Record<string, string>;
   decision: Decision;
-  reason?: ErrorCode | undefined;
-  status?: number | undefined;
-  upstreamMs?: number | undefined;
-  upgrade?: { socket: Duplex; head: Buffer } | undefined;
+  reason: ErrorCode | undefined;
+  status: number | undefined;
+  upstreamMs: number | undefined;
+  upgrade: { socket: Duplex; head: Buffer } | undefined;
   /** Read at arrival: undici may detach the socket from the request after an upstream error. */
   clientIp: string;
 }
@@ -100,6 +101,8 @@ export function endSocketWithResponse(socket: Duplex, status: number, headers: I
   socket.end(Buffer.concat([Buffer.from(lines.join('\r\n')), bytes]));
 }
 const FALLBACK_ROUTE_ID = 'fallback';
+/** Shared by requests whose route has no parameters; never written to. */
+const NO_PARAMS: Record<string, string> = Object.freeze({}) as Record<string, string>;
 
 /**
  * Every Authorization value as sent. `req.headers` silently keeps only the first of repeated
@@ -132,26 +135,33 @@ export function createApp(loaded: LoadedConfig, deps: AppDeps): Gateway {
       ? { id: FALLBACK_ROUTE_ID, config: { path: '/*', public: false }, methods: null, params: [], upstream: 'default', index: -1 }
       : null;
 
-  // ── context: request id, timing, metrics and the access log line ────────────────────────────
-  const context: MiddlewareHandler<Env> = async (c, next) => {
+  // ── observe: request id, timing, metrics and the access log line, around everything ────────
+  const observe: MiddlewareHandler<Env> = async (c, next) => {
     const incoming = c.env.incoming;
     const url = incoming.url ?? '/';
     const q = url.indexOf('?');
-    const given = incoming.headers['x-request-id'];
+    const requestId = requestIdOf(incoming.headers['x-request-id']);
+    // Every field is present from the start: one object shape for every request.
     const rc: RequestState = {
-      requestId: requestIdOf(given),
+      requestId,
       startMs: clock(),
       method: incoming.method ?? 'GET',
       rawPath: q === -1 ? url : url.slice(0, q),
       rawQuery: q === -1 ? '' : url.slice(q + 1),
       route: null,
-      params: {},
-      responseHeaders: {},
+      params: NO_PARAMS,
+      token: undefined,
+      tokenSource: undefined,
+      principal: undefined,
+      limitKey: undefined,
+      responseHeaders: { 'x-request-id': requestId },
       decision: 'denied',
+      reason: undefined,
+      status: undefined,
+      upstreamMs: undefined,
       upgrade: c.env.upgrade,
       clientIp: incoming.socket?.remoteAddress ?? '',
     };
-    rc.responseHeaders['x-request-id'] = rc.requestId;
     c.set('rc', rc);
     metrics.inflight.inc();
     try {
@@ -160,9 +170,8 @@ export function createApp(loaded: LoadedConfig, deps: AppDeps): Gateway {
       metrics.inflight.dec();
       const status = rc.status ?? c.res.status;
       const elapsedMs = clock() - rc.startMs;
-      const seconds = elapsedMs / 1000;
       const routeId = rc.route?.id ?? 'unmatched';
-      metrics.observeRequest({ route: routeId, method: rc.method, status, decision: rc.decision, seconds, reason: rc.reason });
+      metrics.observeRequest({ route: routeId, method: rc.method, status, decision: rc.decision, seconds: elapsedMs / 1000, reason: rc.reason });
       if (access.isLevelEnabled('info')) access.info(
         {
           request_id: rc.requestId,
@@ -185,9 +194,40 @@ export function createApp(loaded: LoadedConfig, deps: AppDeps): Gateway {
     }
   };
 
-  // ── 1–2: path safety, then route match ──────────────────────────────────────────────────────
-  const route: MiddlewareHandler<Env> = async (c, next) => {
+  // ── the pipeline, in SPEC §1's order; a stage refuses by throwing a GatewayError ────────────
+  // One Hono handler runs the stages in sequence, awaiting only where a stage really waits (a
+  // token not yet in the cache, a Redis round trip, the upstream): a middleware per stage cost
+  // an extra promise and microtask turn each, measurable at proxy speed.
+  const pipeline: MiddlewareHandler<Env> = async (c) => {
     const rc = c.get('rc');
+    route(rc); //                                                 1–2: path safety, route
+    if (rc.route!.config.public) {
+      rc.decision = 'public';
+      return proxy(c, rc);
+    }
+    extract(c.env.incoming, rc); //                                3: token
+    rc.principal = verifier.cached(rc.token!) ?? (await verifier.verify(rc.token!)); // 4: verify
+    const denied = rc.route!.id === FALLBACK_ROUTE_ID ? null : authorize(rc.route!, rc.principal, rc.params);
+    if (denied) { //                                               5: client type, scopes, room
+      // A refusal still spends one unit of budget.
+      const spent = limit(rc, true, false);
+      if (spent) await spent;
+      throw denied;
+    }
+    if (isAuthTest(rc.rawQuery)) { //                              6: auth_test probe
+      const read = limit(rc, false, true);
+      if (read) await read;
+      rc.decision = 'auth_test';
+      rc.status = 202;
+      return new Response(AUTH_TEST_BODY, { status: 202, headers: { 'content-type': 'application/json', ...rc.responseHeaders } });
+    }
+    const counted = limit(rc, true, true); //                      7: rate limit
+    if (counted) await counted;
+    rc.decision = 'allowed';
+    return proxy(c, rc); //                                        8: proxy
+  };
+
+  function route(rc: RequestState): void {
     if (!rc.rawPath.startsWith('/')) throw new GatewayError('bad_request', { why: 'request target must be an absolute path' });
     const unsafe = checkPathSafety(rc.rawPath);
     if (unsafe) throw new GatewayError('bad_request', { why: unsafe });
@@ -202,53 +242,23 @@ export function createApp(loaded: LoadedConfig, deps: AppDeps): Gateway {
     } else {
       throw new GatewayError('route_not_found');
     }
-    if (rc.route.config.public) {
-      rc.decision = 'public';
-      return proxy(c, next);
-    }
-    await next();
-  };
+  }
 
-  // ── 3–4: token extraction and verification ──────────────────────────────────────────────────
-  const authenticate: MiddlewareHandler<Env> = async (c, next) => {
-    const rc = c.get('rc');
-    const incoming = c.env.incoming;
+  function extract(incoming: IncomingMessage, rc: RequestState): void {
     const { token, source } = extractToken(authorizationValues(incoming), rc.rawQuery, extractOpts);
     rc.token = token;
     rc.tokenSource = source;
-    rc.principal = verifier.cached(token) ?? (await verifier.verify(token));
-    await next();
-  };
+  }
 
-  // ── 5: client type, scopes, room binding (a refusal still spends one unit of budget) ────────
-  const authorizeStage: MiddlewareHandler<Env> = async (c, next) => {
-    const rc = c.get('rc');
-    if (rc.route!.id !== FALLBACK_ROUTE_ID) {
-      const denied = authorize(rc.route!, rc.principal!, rc.params);
-      if (denied) {
-        await limit(rc, true, false);
-        throw denied;
-      }
-    }
-    await next();
-  };
+  /** Counts (or, for auth_test, reads) the request's windows; a promise only when the store is remote. */
+  function limit(rc: RequestState, consume: boolean, enforce: boolean): Promise<void> | undefined {
+    const d = limiter.check({ principal: rc.principal!, token: rc.token!, route: rc.route, params: rc.params, consume });
+    if (d instanceof Promise) return d.then((decided) => applyLimit(rc, decided, enforce));
+    applyLimit(rc, d, enforce);
+    return undefined;
+  }
 
-  // ── 6: auth_test probes are answered here; 7: rate limit ────────────────────────────────────
-  const limitStage: MiddlewareHandler<Env> = async (c, next) => {
-    const rc = c.get('rc');
-    if (isAuthTest(rc.rawQuery)) {
-      await limit(rc, false, true);
-      rc.decision = 'auth_test';
-      rc.status = 202;
-      return new Response(AUTH_TEST_BODY, { status: 202, headers: { 'content-type': 'application/json', ...rc.responseHeaders } });
-    }
-    await limit(rc, true, true);
-    rc.decision = 'allowed';
-    await next();
-  };
-
-  async function limit(rc: RequestState, consume: boolean, enforce: boolean): Promise<void> {
-    const d = await limiter.check({ principal: rc.principal!, token: rc.token!, route: rc.route, params: rc.params, consume });
+  function applyLimit(rc: RequestState, d: LimitDecision, enforce: boolean): void {
     rc.limitKey = d.key;
     Object.assign(rc.responseHeaders, d.headers);
     if (d.storeError) {
@@ -265,8 +275,7 @@ export function createApp(loaded: LoadedConfig, deps: AppDeps): Gateway {
   }
 
   // ── 8: proxy (HTTP through undici, WebSocket through http-proxy) ────────────────────────────
-  const proxy: MiddlewareHandler<Env> = async (c) => {
-    const rc = c.get('rc');
+  async function proxy(c: Context<Env>, rc: RequestState): Promise<Response> {
     const incoming = c.env.incoming;
     const query = stripQueryParams(rc.rawQuery, stripParams);
     const opts = {
@@ -313,10 +322,10 @@ export function createApp(loaded: LoadedConfig, deps: AppDeps): Gateway {
       rc.reason = result.error.code;
     }
     return RESPONSE_ALREADY_SENT;
-  };
+  }
 
   const app = new Hono<Env>();
-  app.all('*', context, route, authenticate, authorizeStage, limitStage, proxy);
+  app.all('*', observe, pipeline);
 
   app.onError((err, c) => {
     const rc = c.get('rc');

@@ -65,8 +65,10 @@ export interface RateLimitStore {
   /**
    * Adds `consume ? 1 : 0` to the counter of (`key`, window starting at `windowStartMs`) and
    * returns the counter after the add. The store expires the counter after `windowMs`.
+   * A local store answers synchronously (no promise, no microtask per request); a remote one
+   * returns a promise.
    */
-  increment(key: string, windowStartMs: number, windowMs: number, consume: boolean): Promise<number>;
+  increment(key: string, windowStartMs: number, windowMs: number, consume: boolean): number | Promise<number>;
   /** Resolves when the store answers; rejects when it does not. */
   ping(): Promise<void>;
   close(): Promise<void>;

@@ -33,7 +33,7 @@ interface Entry {
 }
 
 /**
- * Creates the bounded in-memory store. Work is synchronous; the promises are already settled.
+ * Creates the bounded in-memory store. `increment` answers synchronously (a number, no promise).
  *
  * @example
  *   const store = createMemoryStore({ maxKeys: 100, clock: () => frozenNow });
@@ -77,12 +77,12 @@ export function createMemoryStore(opts: MemoryStoreOptions): MemoryStore {
         // window rather than forget it, so a clock step never grants extra budget.
         entry = { windowStartMs: prev.windowStartMs, count: prev.count + add };
       }
-      if (add === 0 && prev === undefined) return Promise.resolve(0); // reads create nothing
+      if (add === 0 && prev === undefined) return 0; // reads create nothing
       const endMs = entry.windowStartMs + windowMs;
       // lru-cache treats ttl 0 as "never expires"; a window that has already ended keeps 1 ms.
       const ttl = Math.min(windowMs, Math.max(1, endMs - clock()));
       cache.set(key, entry, { ttl });
-      return Promise.resolve(entry.count);
+      return entry.count;
     },
     ping() {
       return Promise.resolve();

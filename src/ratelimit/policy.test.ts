@@ -57,7 +57,7 @@ function setup(cfgOver: Partial<RateLimitConfig> = {}, store?: RateLimitStore) {
   return { clock, limiter, hit, store: s };
 }
 
-async function hits(n: number, fn: () => Promise<unknown>): Promise<void> {
+async function hits(n: number, fn: () => unknown): Promise<void> {
   for (let i = 0; i < n; i++) await fn();
 }
 

@@ -46,7 +46,8 @@ export interface LimitDecision {
 }
 
 export interface RateLimiter {
-  check(input: LimitInput): Promise<LimitDecision>;
+  /** Synchronous when the store is (memory); a promise when it is remote (Redis). */
+  check(input: LimitInput): LimitDecision | Promise<LimitDecision>;
   readonly store: RateLimitStore;
 }
 
@@ -178,32 +179,42 @@ export function createRateLimiter(cfg: RateLimitConfig, deps: { store: RateLimit
     };
   }
 
-  async function check(input: LimitInput): Promise<LimitDecision> {
+  function check(input: LimitInput): LimitDecision | Promise<LimitDecision> {
     const { storeKey: base, logKey } = baseKey(input.principal, input.token);
     if (!enabled) return { headers: {}, key: logKey };
 
     const now = clock();
-    const plans: WindowPlan[] = [mainPlan(base, input.principal, input.route)];
+    const main = mainPlan(base, input.principal, input.route);
     const flood = floodPlan(base, input.route, input.params);
-    if (flood) plans.push(flood);
-
-    let counts: number[];
+    const plans: WindowPlan[] = flood ? [main, flood] : [main];
+    const failed = (e: unknown) => storeFailure(e, logKey);
     try {
       const hit = (w: WindowPlan) => store.increment(w.storeKey, Math.floor(now / w.windowMs) * w.windowMs, w.windowMs, input.consume);
       // Issued together so the Redis store's auto-pipelining sends them in one round trip.
-      counts = flood ? await Promise.all(plans.map(hit)) : [await hit(plans[0]!)];
+      const counts = plans.map(hit);
+      if (counts.some((c) => c instanceof Promise)) {
+        return Promise.all(counts).then((n) => decide(plans, n, now, input.consume, logKey), failed);
+      }
+      return decide(plans, counts as number[], now, input.consume, logKey);
     } catch (e) {
-      const storeError = e instanceof Error ? e : new Error(String(e));
-      if (!closed) return { headers: {}, storeError, key: logKey };
-      return {
-        headers: {},
-        storeError,
-        error: new GatewayError('store_unavailable', { why: `rate-limit store (${store.kind}) failed: ${storeError.message}` }),
-        key: logKey,
-      };
+      return failed(e);
     }
+  }
 
-    const states = plans.map((w, i) => evaluate(w, counts[i] ?? 0, now, input.consume));
+  function storeFailure(e: unknown, logKey: string): LimitDecision {
+    const storeError = e instanceof Error ? e : new Error(String(e));
+    if (!closed) return { headers: {}, storeError, key: logKey };
+    return {
+      headers: {},
+      storeError,
+      error: new GatewayError('store_unavailable', { why: `rate-limit store (${store.kind}) failed: ${storeError.message}` }),
+      key: logKey,
+    };
+  }
+
+  function decide(plans: WindowPlan[], counts: readonly number[], now: number, consume: boolean, logKey: string): LimitDecision {
+    const flood = plans.length > 1;
+    const states = plans.map((w, i) => evaluate(w, counts[i] ?? 0, now, consume));
     const main = states[0]!;
     const floodState = flood ? states[1] : undefined;
 

@@ -33,6 +33,8 @@ export interface RedisStoreOptions {
 /** The Redis store, plus the key it writes (for tests and diagnostics). */
 export interface RedisStore extends RateLimitStore {
   readonly kind: 'redis';
+  /** Always a promise: one round trip (auto-pipelined with the other calls of the same tick). */
+  increment(key: string, windowStartMs: number, windowMs: number, consume: boolean): Promise<number>;
   /** The Redis key holding (`key`, window starting at `windowStartMs`). */
   redisKey(key: string, windowStartMs: number): string;
 }
