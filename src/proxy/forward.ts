@@ -37,7 +37,7 @@ import { GatewayError } from '../errors.js';
 import type { ErrorCode, RenderedError } from '../errors.js';
 import { systemClock } from '../types.js';
 import type { Clock } from '../types.js';
-import { stripHopByHop } from './upstream-headers.js';
+import { responseHeaderList } from './upstream-headers.js';
 import { createWsProxy } from './websocket.js';
 
 export interface ForwardOptions {
@@ -105,19 +105,6 @@ function describe(err: Error): string {
   return typeof code === 'string' ? code : err.name;
 }
 
-/**
- * The gateway's own response headers (X-Request-Id, rate-limit state) win over the upstream's
- * fields of the same name, whatever their case; written in place on undici's fresh header object.
- */
-function overlay(target: Record<string, string | string[] | undefined>, own: Readonly<Record<string, string>>): Record<string, string | string[] | undefined> {
-  for (const k in own) {
-    const lower = k.toLowerCase();
-    if (lower !== k) delete target[lower];
-    target[k] = own[k];
-  }
-  return target;
-}
-
 /** HTTP/1.1 requests carry a body only when they say so (RFC 9112 §6.3). */
 function hasRequestBody(req: IncomingMessage): boolean {
   if (req.headers['transfer-encoding'] !== undefined) return true;
@@ -173,7 +160,7 @@ class Relay implements Dispatcher.DispatchHandler {
   onResponseStart(_c: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
     if (statusCode < 200) return; // 103 Early Hints and the like are not relayed
     this.upstreamMs = this.clock() - this.start;
-    this.res.writeHead(statusCode, overlay(stripHopByHop(headers), this.ownHeaders) as Record<string, string | string[]>);
+    this.res.writeHead(statusCode, responseHeaderList(headers, this.ownHeaders));
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {

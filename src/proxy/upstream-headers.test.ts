@@ -5,7 +5,7 @@ import {
   HOP_BY_HOP,
   MAX_IDENTITY_VALUE_BYTES,
   buildUpstreamHeaders,
-  filterResponseHeaders,
+  responseHeaderList,
   safeHeaderValue,
   stripQueryParams,
 } from './upstream-headers.js';
@@ -196,18 +196,27 @@ describe('safeHeaderValue', () => {
   });
 });
 
-describe('filterResponseHeaders', () => {
-  it('drops hop-by-hop and Connection-listed fields, keeps the rest', () => {
-    const out = filterResponseHeaders({
-      'content-type': 'text/plain',
-      'Content-Length': '3',
-      connection: 'keep-alive, x-hop',
-      'keep-alive': 'timeout=5',
-      'transfer-encoding': 'chunked',
-      'x-hop': '1',
-      'set-cookie': ['a=1', 'b=2'],
-      'x-undefined': undefined,
-    });
-    expect(out).toEqual({ 'content-type': 'text/plain', 'content-length': '3', 'set-cookie': ['a=1', 'b=2'] });
+describe('responseHeaderList', () => {
+  const upstream = {
+    'content-type': 'text/plain',
+    'Content-Length': '3',
+    connection: 'keep-alive, x-hop',
+    'keep-alive': 'timeout=5',
+    'transfer-encoding': 'chunked',
+    'x-hop': '1',
+    'set-cookie': ['a=1', 'b=2'],
+    'x-undefined': undefined,
+  };
+
+  it('drops hop-by-hop and Connection-listed fields, keeps the rest with lower-case names', () => {
+    expect(responseHeaderList(upstream, {})).toEqual(['content-type', 'text/plain', 'content-length', '3', 'set-cookie', ['a=1', 'b=2']]);
+  });
+
+  it.each([
+    { name: 'same case', upstreamName: 'x-ratelimit-limit' },
+    { name: 'other case', upstreamName: 'X-RateLimit-Limit' },
+  ])("lets the gateway's own header replace the upstream's ($name)", ({ upstreamName }) => {
+    const list = responseHeaderList({ [upstreamName]: '1', 'x-request-id': 'upstream', etag: '"e"' }, { 'X-Ratelimit-Limit': '500', 'x-request-id': 'gw' });
+    expect(list).toEqual(['etag', '"e"', 'X-Ratelimit-Limit', '500', 'x-request-id', 'gw']);
   });
 });

@@ -57,8 +57,12 @@ function connectionListed(connection: string | string[] | undefined): Set<string
   return out;
 }
 
-/** Copies `h` with lower-cased names, minus hop-by-hop fields and the ones `Connection` lists. */
-function withoutHopByHop(h: HeaderRecord): Record<string, string | string[]> {
+/**
+ * Copies `h` with lower-cased names, minus hop-by-hop fields, the ones `Connection` lists, and
+ * the names `skip` refuses. Filtering while copying, never `delete` afterwards: deleting turns the
+ * object into a slow dictionary, and this object is built and read on every proxied request.
+ */
+function withoutHopByHop(h: HeaderRecord, skip?: (lowerName: string) => boolean): Record<string, string | string[]> {
   const listed = connectionListed(findHeader(h, 'connection'));
   const out: Record<string, string | string[]> = {};
   // for..in over a header object is the hot path of every proxied request: no entries() arrays.
@@ -66,7 +70,7 @@ function withoutHopByHop(h: HeaderRecord): Record<string, string | string[]> {
     const value = h[rawName];
     if (value === undefined) continue;
     const name = rawName.toLowerCase();
-    if (HOP_BY_HOP.has(name) || (listed !== null && listed.has(name))) continue;
+    if (HOP_BY_HOP.has(name) || (listed !== null && listed.has(name)) || (skip !== undefined && skip(name))) continue;
     out[name] = Array.isArray(value) ? [...value] : value;
   }
   return out;
@@ -157,11 +161,11 @@ export function buildUpstreamHeaders(
   opts: UpstreamHeaderOptions,
 ): Record<string, string | string[]> {
   const prefix = opts.identityPrefix.toLowerCase();
-  const out = withoutHopByHop(incoming);
-  for (const name of Object.keys(out)) {
-    if (prefix !== '' && name.startsWith(prefix)) delete out[name];
-  }
-  delete out['authorization'];
+  // Set below from the gateway's own knowledge; a client's values never pass as they are.
+  const out = withoutHopByHop(
+    incoming,
+    (name) => name === 'authorization' || name === 'x-forwarded-host' || (prefix !== '' && name.startsWith(prefix)),
+  );
   if (opts.forwardToken && opts.token) out['authorization'] = `Bearer ${opts.token}`;
 
   const p = opts.principal;
@@ -176,7 +180,6 @@ export function buildUpstreamHeaders(
   out['x-forwarded-proto'] = opts.proto;
   const host = opts.host ?? incoming.host;
   if (host) out['x-forwarded-host'] = host;
-  else delete out['x-forwarded-host'];
   out['x-request-id'] = opts.requestId;
   return out;
 }
@@ -209,27 +212,30 @@ export function identityHeaders(p: Principal, lowerPrefix: string): Readonly<Rec
 }
 
 /**
- * In-place form of `filterResponseHeaders` for a header object the caller owns (undici hands the
- * proxy a fresh, lower-cased object per response): deletes hop-by-hop fields and the ones its
- * `Connection` lists, and returns the same object. Saves a copy on every proxied response.
- */
-export function stripHopByHop(h: Record<string, string | string[] | undefined>): Record<string, string | string[] | undefined> {
-  const listed = connectionListed(h['connection']);
-  for (const name of HOP_BY_HOP) if (h[name] !== undefined) delete h[name];
-  if (listed !== null) for (const name of listed) delete h[name];
-  return h;
-}
-
-/**
- * The upstream's response headers as the client may see them: hop-by-hop fields (and those the
- * response's `Connection` lists) removed, names lower-cased.
+ * The upstream's response headers as the client gets them, as the flat `[name, value, ...]` list
+ * `writeHead` takes: hop-by-hop fields and those the response's `Connection` lists dropped, names
+ * lower-cased, and the gateway's own headers (`own`: X-Request-Id, rate-limit state) replacing
+ * any upstream field of the same name, whatever its case. Repeated fields (Set-Cookie) stay whole.
  *
  * @example
- *   filterResponseHeaders({ 'content-type': 'text/plain', connection: 'keep-alive', 'keep-alive': 'timeout=5' });
- *   // { 'content-type': 'text/plain' }
+ *   responseHeaderList({ 'content-type': 'text/plain', connection: 'keep-alive', 'x-request-id': 'up' }, { 'x-request-id': 'gw' });
+ *   // ['content-type', 'text/plain', 'x-request-id', 'gw']
  */
-export function filterResponseHeaders(
-  h: IncomingHttpHeaders | Record<string, string | string[] | undefined>,
-): Record<string, string | string[]> {
-  return withoutHopByHop(h);
+export function responseHeaderList(upstream: HeaderRecord, own: Readonly<Record<string, string>>): Array<string | string[]> {
+  const ownNames = Object.keys(own);
+  const isOwn = (name: string): boolean => {
+    for (const k of ownNames) if (k.length === name.length && k.toLowerCase() === name) return true;
+    return false;
+  };
+  const listed = connectionListed(findHeader(upstream, 'connection'));
+  const out: Array<string | string[]> = [];
+  for (const rawName in upstream) {
+    const value = upstream[rawName];
+    if (value === undefined) continue;
+    const name = rawName.toLowerCase();
+    if (HOP_BY_HOP.has(name) || (listed !== null && listed.has(name)) || isOwn(name)) continue;
+    out.push(name, value);
+  }
+  for (const k of ownNames) out.push(k, own[k]!);
+  return out;
 }
