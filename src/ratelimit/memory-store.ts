@@ -66,23 +66,19 @@ export function createMemoryStore(opts: MemoryStoreOptions): MemoryStore {
     increment(key, windowStartMs, windowMs, consume) {
       const add = consume ? 1 : 0;
       const prev = cache.get(key);
-      let entry: Entry;
-      if (prev === undefined || prev.windowStartMs < windowStartMs) {
-        // No entry, or one from an older window: that older count is worth 0 now.
-        entry = { windowStartMs, count: add };
-      } else if (prev.windowStartMs === windowStartMs) {
-        entry = { windowStartMs, count: prev.count + add };
-      } else {
-        // A newer window is already stored (the wall clock stepped back): count into the newer
-        // window rather than forget it, so a clock step never grants extra budget.
-        entry = { windowStartMs: prev.windowStartMs, count: prev.count + add };
+      if (prev !== undefined && prev.windowStartMs >= windowStartMs) {
+        // The current window (or, when the wall clock stepped back, a newer one: counting into it
+        // means a clock step never grants extra budget). Counted in place: the entry already
+        // expires at that window's end, and get() has refreshed its recency.
+        prev.count += add;
+        return prev.count;
       }
-      if (add === 0 && prev === undefined) return 0; // reads create nothing
-      const endMs = entry.windowStartMs + windowMs;
+      // No entry, or one from an older window: that older count is worth 0 now.
+      if (add === 0) return 0; // reads create nothing
       // lru-cache treats ttl 0 as "never expires"; a window that has already ended keeps 1 ms.
-      const ttl = Math.min(windowMs, Math.max(1, endMs - clock()));
-      cache.set(key, entry, { ttl });
-      return entry.count;
+      const ttl = Math.min(windowMs, Math.max(1, windowStartMs + windowMs - clock()));
+      cache.set(key, { windowStartMs, count: add }, { ttl });
+      return add;
     },
     ping() {
       return Promise.resolve();
