@@ -96,8 +96,8 @@ export interface Metrics {
   readonly jwksRefresh: Counter<'issuer' | 'result'>;
   /** scopegate_config_reloads_total; result: ConfigReloadResult */
   readonly configReloads: Counter<'result'>;
-  /** scopegate_inflight_requests */
-  readonly inflight: Gauge;
+  /** scopegate_inflight_requests: a plain count on the request path, read by the gauge at scrape time. */
+  readonly inflight: { inc(): void; dec(): void };
   /** scopegate_build_info{version} = 1 */
   readonly buildInfo: Gauge<'version'>;
   /** Counts one finished request: requests_total, request_duration_seconds and, for refusals, auth_failures_total. */
@@ -122,6 +122,13 @@ const UPSTREAM_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['upstream_una
 /** Every gateway refusal code: the bounded value set of auth_failures_total{reason}. */
 const REFUSAL_CODES: ReadonlySet<string> = new Set(ERROR_CODES.filter((c) => !UPSTREAM_CODES.has(c)));
 
+/** One (route, method, status, decision) series of requests_total, with its not yet collected count. */
+interface RequestSeries {
+  count: { inc(n: number): void };
+  pending: number;
+  duration: { observe(v: number): void };
+}
+
 /** Maps a request method to a bounded label value (`get`, `PROPFIND`, ... → `OTHER`). */
 export function methodLabel(method: string): MethodLabel {
   return KNOWN_METHODS.has(method) ? (method as MethodLabel) : 'OTHER';
@@ -140,11 +147,22 @@ export function createMetrics(opts: CreateMetricsOptions = {}): Metrics {
 
   if (opts.processMetrics !== false) collectDefaultMetrics({ register: registry });
 
+  // The two per-request counts are kept in plain numbers and handed to prom-client when it
+  // collects (a scrape): its inc() validates and hashes the label set on every call, which on
+  // the request path cost more than the count is worth. Histograms keep observing directly.
+  const requestChildren = new Map<string, RequestSeries>();
   const requests = new Counter({
     name: 'scopegate_requests_total',
     help: 'Requests handled, by route id, method, status and decision (allowed|public|auth_test|denied|upstream_error).',
     labelNames: ['route', 'method', 'status', 'decision'] as const,
     registers,
+    collect() {
+      for (const series of requestChildren.values()) {
+        if (series.pending === 0) continue;
+        series.count.inc(series.pending);
+        series.pending = 0;
+      }
+    },
   });
   const requestDuration = new Histogram({
     name: 'scopegate_request_duration_seconds',
@@ -202,11 +220,19 @@ export function createMetrics(opts: CreateMetricsOptions = {}): Metrics {
     labelNames: ['result'] as const,
     registers,
   });
-  const inflight = new Gauge({
+  let inflightNow = 0;
+  new Gauge({
     name: 'scopegate_inflight_requests',
     help: 'Requests currently being handled.',
     registers,
+    collect() {
+      this.set(inflightNow);
+    },
   });
+  const inflight = {
+    inc: () => void inflightNow++,
+    dec: () => void inflightNow--,
+  };
   const buildInfo = new Gauge({
     name: 'scopegate_build_info',
     help: 'Always 1; the version label names the running scopegate build.',
@@ -219,7 +245,6 @@ export function createMetrics(opts: CreateMetricsOptions = {}): Metrics {
   for (const result of ['hit', 'miss', 'disabled'] satisfies TokenCacheResult[]) tokenCache.inc({ result }, 0);
   for (const result of ['success', 'error'] satisfies ConfigReloadResult[]) configReloads.inc({ result }, 0);
 
-  const requestChildren = new Map<string, { count: { inc(): void }; duration: { observe(v: number): void } }>();
   const upstreamChildren = new Map<string, { observe(v: number): void }>();
 
   return {
@@ -245,11 +270,12 @@ export function createMetrics(opts: CreateMetricsOptions = {}): Metrics {
       if (!child) {
         child = {
           count: requests.labels({ route: o.route, method, status: String(o.status), decision: o.decision }),
+          pending: 0,
           duration: requestDuration.labels({ route: o.route, decision: o.decision }),
         };
         requestChildren.set(rk, child);
       }
-      child.count.inc();
+      child.pending++;
       child.duration.observe(o.seconds);
       // Runtime check as well as the type: a label value outside the code set would be unbounded.
       if (o.reason !== undefined && REFUSAL_CODES.has(o.reason)) authFailures.inc({ reason: o.reason });
