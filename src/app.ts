@@ -200,31 +200,36 @@ export function createApp(loaded: LoadedConfig, deps: AppDeps): Gateway {
   // an extra promise and microtask turn each, measurable at proxy speed.
   const pipeline: MiddlewareHandler<Env> = async (c) => {
     const rc = c.get('rc');
-    route(rc); //                                                 1–2: path safety, route
+    // 1–2: path safety, route match
+    route(rc);
     if (rc.route!.config.public) {
       rc.decision = 'public';
       return proxy(c, rc);
     }
-    extract(c.env.incoming, rc); //                                3: token
-    rc.principal = verifier.cached(rc.token!) ?? (await verifier.verify(rc.token!)); // 4: verify
+    // 3–4: token extraction and verification (synchronous for a token already in the cache)
+    extract(c.env.incoming, rc);
+    rc.principal = verifier.cached(rc.token!) ?? (await verifier.verify(rc.token!));
+    // 5: client type, scopes, room binding; a refusal still spends one unit of budget
     const denied = rc.route!.id === FALLBACK_ROUTE_ID ? null : authorize(rc.route!, rc.principal, rc.params);
-    if (denied) { //                                               5: client type, scopes, room
-      // A refusal still spends one unit of budget.
+    if (denied) {
       const spent = limit(rc, true, false);
       if (spent) await spent;
       throw denied;
     }
-    if (isAuthTest(rc.rawQuery)) { //                              6: auth_test probe
+    // 6: auth_test probes are answered here, reading the budget without spending it
+    if (isAuthTest(rc.rawQuery)) {
       const read = limit(rc, false, true);
       if (read) await read;
       rc.decision = 'auth_test';
       rc.status = 202;
       return new Response(AUTH_TEST_BODY, { status: 202, headers: { 'content-type': 'application/json', ...rc.responseHeaders } });
     }
-    const counted = limit(rc, true, true); //                      7: rate limit
+    // 7: rate limit
+    const counted = limit(rc, true, true);
     if (counted) await counted;
+    // 8: proxy
     rc.decision = 'allowed';
-    return proxy(c, rc); //                                        8: proxy
+    return proxy(c, rc);
   };
 
   function route(rc: RequestState): void {
