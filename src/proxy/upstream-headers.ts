@@ -227,15 +227,9 @@ export function responseHeaderList(upstream: HeaderRecord, own: Readonly<Record<
     for (const k of ownNames) if (k.length === name.length && k.toLowerCase() === name) return true;
     return false;
   };
-  const listed = connectionListed(findHeader(upstream, 'connection'));
+  const kept = withoutHopByHop(upstream, isOwn);
   const out: Array<string | string[]> = [];
-  for (const rawName in upstream) {
-    const value = upstream[rawName];
-    if (value === undefined) continue;
-    const name = rawName.toLowerCase();
-    if (HOP_BY_HOP.has(name) || (listed !== null && listed.has(name)) || isOwn(name)) continue;
-    out.push(name, value);
-  }
+  for (const name in kept) out.push(name, kept[name]!);
   for (const k of ownNames) out.push(k, own[k]!);
   return out;
 }
