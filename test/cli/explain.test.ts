@@ -5,7 +5,7 @@
  * never appears in explain's output.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestGateway, TEST_SECRET, type TestGateway } from '../helpers/gateway.js';
+import { startTestGateway, TEST_ISSUER, TEST_SECRET, type TestGateway } from '../helpers/gateway.js';
 import { runCli } from '../helpers/process.js';
 import { hsToken, nowS, tempDir, type TempDir } from '../helpers/tokens.js';
 import { startUpstream, type Upstream } from '../helpers/upstream.js';
@@ -20,11 +20,7 @@ upstreams:
   default: { url: ${upstream}, timeout_ms: 2000, connect_timeout_ms: 500 }
 tokens:
   issuers:
-    - name: local
-      issuer: scopegate-test
-      audience: api
-      algorithms: [HS256]
-      secrets: ["${TEST_SECRET}"]
+${TEST_ISSUER}
       claims: { client_type: client_type, scopes: scope, room: room_id, room_name: room_name }
 ${extra}
 routes:

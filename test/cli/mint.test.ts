@@ -5,7 +5,7 @@
  */
 import { decodeJwt } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestGateway, TEST_SECRET, type TestGateway } from '../helpers/gateway.js';
+import { startTestGateway, TEST_ISSUER, type TestGateway } from '../helpers/gateway.js';
 import { runCli } from '../helpers/process.js';
 import { tempDir, type TempDir } from '../helpers/tokens.js';
 import { startUpstream, type Upstream } from '../helpers/upstream.js';
@@ -21,11 +21,7 @@ upstreams:
   default: { url: ${upstream} }
 tokens:
   issuers:
-    - name: local
-      issuer: scopegate-test
-      audience: api
-      algorithms: [HS256]
-      secrets: ["${TEST_SECRET}"]
+${TEST_ISSUER}
       max_token_age_s: ${YEAR_S}
 rate_limit:
   enabled: true

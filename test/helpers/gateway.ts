@@ -43,6 +43,17 @@ export async function startTestGateway(
 
 export const TEST_SECRET = 'test-secret-0123456789abcdef-0123456789';
 
+/**
+ * The `local` HS256 issuer that tokens minted with TEST_SECRET (iss scopegate-test, aud api)
+ * verify against, as one item of `tokens.issuers` (list-item indentation). A fixture may add
+ * keys of its own (claims, max_token_age_s) on the lines after it, indented six spaces.
+ */
+export const TEST_ISSUER = `    - name: local
+      issuer: scopegate-test
+      audience: api
+      algorithms: [HS256]
+      secrets: ["${TEST_SECRET}"]`;
+
 /** A config with one HS256 issuer (TEST_SECRET) and the SPEC example routes, for most tests. */
 export function baseConfig(o: { upstream: string; extra?: string; rateLimit?: string; tokens?: string; routes?: string }): string {
   return `
@@ -53,11 +64,7 @@ upstreams:
 tokens:
 ${o.tokens ?? ''}
   issuers:
-    - name: local
-      issuer: scopegate-test
-      audience: api
-      algorithms: [HS256]
-      secrets: ["${TEST_SECRET}"]
+${TEST_ISSUER}
       claims: { client_type: client_type, scopes: scope, room: room_id, room_name: room_name }
 ${o.rateLimit ?? ''}
 ${o.extra ?? ''}

@@ -5,7 +5,7 @@
  * store is redis with `on_store_error: closed` (with `open` a dead Redis does not stop traffic).
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { baseConfig, startTestGateway, TEST_SECRET, type TestGateway } from '../helpers/gateway.js';
+import { baseConfig, startTestGateway, TEST_ISSUER, TEST_SECRET, type TestGateway } from '../helpers/gateway.js';
 import { startJwksServer, type JwksServer } from '../helpers/jwks-server.js';
 import { describeRedis } from '../helpers/redis.js';
 import { generateKeys, hsToken, signToken, type TestKeyPair } from '../helpers/tokens.js';
@@ -79,11 +79,7 @@ upstreams:
   default: { url: ${up.url}, timeout_ms: 2000, connect_timeout_ms: 500 }
 tokens:
   issuers:
-    - name: local
-      issuer: scopegate-test
-      audience: api
-      algorithms: [HS256]
-      secrets: ["${TEST_SECRET}"]
+${TEST_ISSUER}
       claims: { client_type: client_type, scopes: scope }
     - name: idp
       issuer: https://idp.test/

@@ -6,7 +6,7 @@
  * line per request carrying the SPEC fields.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestGateway, TEST_SECRET, type TestGateway } from '../helpers/gateway.js';
+import { startTestGateway, TEST_ISSUER, TEST_SECRET, type TestGateway } from '../helpers/gateway.js';
 import { craftToken, hsToken, unsecuredToken } from '../helpers/tokens.js';
 import { closedPortUrl, startUpstream, type Upstream } from '../helpers/upstream.js';
 import { rawRequest as raw, type RawResponse as Reply } from '../helpers/http.js';
@@ -26,11 +26,7 @@ upstreams:
   dead: { url: ${dead}, timeout_ms: 2000, connect_timeout_ms: 500 }
 tokens:
   issuers:
-    - name: local
-      issuer: scopegate-test
-      audience: api
-      algorithms: [HS256]
-      secrets: ["${TEST_SECRET}"]
+${TEST_ISSUER}
       claims: { client_type: client_type, scopes: scope, room: room_id }
 routes:
   - id: oauth-token

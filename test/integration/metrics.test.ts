@@ -5,7 +5,7 @@
  * against the raw paths, tokens and subjects the script used: none may appear.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestGateway, TEST_SECRET, type TestGateway } from '../helpers/gateway.js';
+import { startTestGateway, TEST_ISSUER, TEST_SECRET, type TestGateway } from '../helpers/gateway.js';
 import { hsToken } from '../helpers/tokens.js';
 import { closedPortUrl, startUpstream, type Upstream } from '../helpers/upstream.js';
 import { VERSION } from '../../src/version.js';
@@ -28,11 +28,7 @@ upstreams:
   dead: { url: ${dead}, timeout_ms: 2000, connect_timeout_ms: 500 }
 tokens:
   issuers:
-    - name: local
-      issuer: scopegate-test
-      audience: api
-      algorithms: [HS256]
-      secrets: ["${TEST_SECRET}"]
+${TEST_ISSUER}
       claims: { client_type: client_type, scopes: scope, room: room_id }
 routes:
   - id: capabilities

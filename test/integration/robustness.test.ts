@@ -9,7 +9,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { startTestGateway, TEST_SECRET, type TestGateway } from '../helpers/gateway.js';
+import { startTestGateway, TEST_ISSUER, TEST_SECRET, type TestGateway } from '../helpers/gateway.js';
 import { hsToken } from '../helpers/tokens.js';
 import { startUpstream, type RecordedRequest, type Upstream } from '../helpers/upstream.js';
 
@@ -37,11 +37,7 @@ upstreams:
   default: { url: ${upstream}, timeout_ms: 5000, connect_timeout_ms: 500 }
 tokens:
   issuers:
-    - name: local
-      issuer: scopegate-test
-      audience: api
-      algorithms: [HS256]
-      secrets: ["${TEST_SECRET}"]
+${TEST_ISSUER}
 rate_limit:
   default: { limit: 100000, window_s: 300 }
 routes:

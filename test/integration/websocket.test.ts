@@ -8,7 +8,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
 import { WebSocket } from 'undici';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { startTestGateway, TEST_SECRET, type TestGateway } from '../helpers/gateway.js';
+import { startTestGateway, TEST_ISSUER, TEST_SECRET, type TestGateway } from '../helpers/gateway.js';
 import { hsToken } from '../helpers/tokens.js';
 import { closedPortUrl, startUpstream, type Upstream } from '../helpers/upstream.js';
 
@@ -38,11 +38,7 @@ upstreams:
   slow: { url: ${o.slow}, timeout_ms: 300, connect_timeout_ms: 500 }
 tokens:
   issuers:
-    - name: local
-      issuer: scopegate-test
-      audience: api
-      algorithms: [HS256]
-      secrets: ["${TEST_SECRET}"]
+${TEST_ISSUER}
 routes:
   - id: room-events
     path: /v2/room/{room}/events
