@@ -5,26 +5,17 @@
  * never appears in explain's output.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestGateway, TEST_ISSUER, TEST_SECRET, type TestGateway } from '../helpers/gateway.js';
+import { baseConfig, startTestGateway, TEST_SECRET, type TestGateway } from '../helpers/gateway.js';
 import { runCli } from '../helpers/process.js';
 import { hsToken, nowS, tempDir, type TempDir } from '../helpers/tokens.js';
 import { startUpstream, type Upstream } from '../helpers/upstream.js';
 import { rawRequest } from '../helpers/http.js';
 
 function yaml(upstream: string, extra = ''): string {
-  return `
-realm: api
-shutdown_timeout_ms: 2000
-admin: { enabled: false }
-upstreams:
-  default: { url: ${upstream}, timeout_ms: 2000, connect_timeout_ms: 500 }
-tokens:
-  issuers:
-${TEST_ISSUER}
-      claims: { client_type: client_type, scopes: scope, room: room_id, room_name: room_name }
-${extra}
-routes:
-  - path: /v2/capabilities
+  return baseConfig({
+    upstream,
+    extra: `admin: { enabled: false }\n${extra}`,
+    routes: `  - path: /v2/capabilities
     public: true
   - id: send-room-notification
     path: /v2/room/{room_id_or_name}/notification
@@ -47,8 +38,8 @@ routes:
     path: /v2/room
     methods: [POST]
     scopes: [manage_rooms]
-    client_types: [group, user]
-`;
+    client_types: [group, user]`,
+  });
 }
 
 interface Claims {
