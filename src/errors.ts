@@ -38,8 +38,22 @@ export const ERROR_CODES = [
   'upstream_unavailable',
   'upstream_timeout',
   'headers_too_large',
+  'request_timeout',
   'internal_error',
+  'untrusted_proxy',
+  'not_owner',
+  // The token endpoint's RFC 6749 §5.2 codes (SPEC §9): `reason` in HipChat's envelope, `error` in the standard body.
+  'invalid_request',
+  'invalid_client',
+  'invalid_grant',
+  'unauthorized_client',
+  'unsupported_grant_type',
+  'invalid_scope',
 ] as const;
+
+/** The token endpoint's RFC 6749 §5.2 error codes, a subset of ErrorCode. */
+export const OAUTH_ERROR_CODES = ['invalid_request', 'invalid_client', 'invalid_grant', 'unauthorized_client', 'unsupported_grant_type', 'invalid_scope'] as const;
+export type OAuthErrorCode = (typeof OAUTH_ERROR_CODES)[number];
 
 export type ErrorCode = (typeof ERROR_CODES)[number];
 
@@ -152,8 +166,19 @@ export const ERRORS: Readonly<Record<ErrorCode, ErrorRow>> = {
   upstream_timeout: { status: 504, challenge: null, message: () => 'The upstream service did not answer in time.' },
   // Refused by Node's HTTP parser before the pipeline (more than 16 KiB of headers).
   headers_too_large: { status: 431, challenge: null, message: () => 'Request headers are too large.' },
+  // The request head did not arrive within listen.header_timeout_ms, or a body paused longer than
+  // listen.body_idle_timeout_ms.
+  request_timeout: { status: 408, challenge: null, message: () => 'The request was not received in time.' },
   // A bug in the gateway, never a client mistake: logged with its stack, answered without details.
   internal_error: { status: 500, challenge: null, message: () => 'Internal gateway error.' },
+  untrusted_proxy: { status: 403, challenge: null, message: () => 'This endpoint answers only trusted proxies.' },
+  not_owner: { status: 403, challenge: null, message: () => 'This token belongs to another owner.' },
+  invalid_request: { status: 400, challenge: null, message: (d) => (d.why ? `Invalid request: ${d.why}` : 'Invalid request') },
+  invalid_client: { status: 401, challenge: null, message: () => 'Client authentication failed.' },
+  invalid_grant: { status: 400, challenge: null, message: () => 'The grant is invalid, expired or revoked.' },
+  unauthorized_client: { status: 400, challenge: null, message: () => 'This client may not use this grant type.' },
+  unsupported_grant_type: { status: 400, challenge: null, message: () => 'Unsupported grant type.' },
+  invalid_scope: { status: 400, challenge: null, message: () => 'The requested scope is invalid or exceeds the scope granted to the client.' },
 };
 
 export class GatewayError extends Error {

@@ -8,9 +8,12 @@
  *   const cfg = GatewayConfigSchema.parse(yaml.parse(text)); // load.ts adds env + line numbers
  */
 import { z } from 'zod';
+import { cidrProblem } from '../net/cidr.js';
 
-export const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const;
+export const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'TRACE', 'CONNECT'] as const;
 export type HttpMethod = (typeof HTTP_METHODS)[number];
+/** Methods a route without `methods` does NOT serve: they must be listed explicitly (SPEC §1.8). */
+export const EXPLICIT_ONLY_METHODS: readonly HttpMethod[] = ['TRACE', 'CONNECT'];
 
 /** Client types a token can have. `oauth` in a route means "any of these". */
 export const CLIENT_TYPES = ['group', 'room', 'user'] as const;
@@ -31,9 +34,27 @@ const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.number().int().min
 const port = int(0, 65535);
 const nonEmpty = z.string().min(1);
 
+/** A CIDR (`10.0.0.0/8`, `::1/128`) or a bare address (a /32 or /128). Checked by trusted-proxies.ts. */
+const Cidr = z.string().superRefine((s, ctx) => {
+  const problem = cidrProblem(s);
+  if (problem) ctx.addIssue({ code: 'custom', message: problem });
+});
+
 const Listen = z.strictObject({
   host: nonEmpty.default('0.0.0.0'),
   port: port.default(8080),
+  /** The whole request head must arrive within this many ms (408, connection closed). */
+  header_timeout_ms: int(1).default(10_000),
+  /** Longest pause inside a request body, ms: then 408 request_timeout, the upstream request aborted. */
+  body_idle_timeout_ms: int(1).default(30_000),
+  /** A keep-alive connection idle between requests is closed after this many ms. */
+  idle_timeout_ms: int(1).default(65_000),
+  /** Open client connections at most; more are closed at once. */
+  max_connections: int(1).default(10_000),
+  /** Incoming header names containing "_": dropped (default; CGI/WSGI fold "_" into "-") or kept. */
+  underscore_headers: z.enum(['drop', 'keep']).default('drop'),
+  /** HTTPS (and WSS) on the main listener; both files re-read on SIGHUP. */
+  tls: z.strictObject({ cert_file: nonEmpty, key_file: nonEmpty }).optional(),
 });
 const Admin = z.strictObject({
   host: nonEmpty.default('0.0.0.0'),
@@ -109,12 +130,6 @@ const Issuer = z
       (k) => iss[k] !== undefined,
     );
     const verifying = sources.filter((k) => k !== 'private_key_file');
-    if (sources.length === 0) {
-      ctx.addIssue({
-        code: 'custom',
-        message: 'needs one key source: secrets, public_key_file, jwks_file, jwks_url (or private_key_file)',
-      });
-    }
     if (verifying.length > 1) {
       ctx.addIssue({ code: 'custom', message: `has several key sources (${verifying.join(', ')}); choose one` });
     }
@@ -138,7 +153,14 @@ const Tokens = z
     clock_tolerance_s: int(0, 3600).default(60),
     /** Longest token accepted, bytes; longer is 401 token_malformed without being parsed. */
     max_token_bytes: int(64, 65536).default(8192),
-    cache: z.strictObject({ max_entries: int(0).default(100_000) }).prefault({}),
+    cache: z
+      .strictObject({
+        /** Verified tokens kept at most (0 disables the cache). */
+        max_entries: int(0).default(100_000),
+        /** Bytes the cache may hold at most (entries are sized by their principal), default 64 MiB. */
+        max_bytes: int(1024).default(64 * 1024 * 1024),
+      })
+      .prefault({}),
     issuers: z.array(Issuer).min(1),
   })
   .superRefine((t, ctx) => {
@@ -171,6 +193,8 @@ const RateLimit = z
     enabled: z.boolean().default(true),
     store: z.enum(['memory', 'redis']).default('memory'),
     redis_url: z.string().regex(/^rediss?:\/\//, 'a redis:// or rediss:// URL').optional(),
+    /** Seed nodes of a Redis Cluster (ioredis Cluster client) instead of `redis_url`. */
+    redis_cluster: z.array(z.string().regex(/^rediss?:\/\//, 'a redis:// or rediss:// URL')).min(1).optional(),
     key_prefix: z.string().regex(/^[A-Za-z0-9_:.-]*$/).default('scopegate'),
     on_store_error: z.enum(['open', 'closed']).default('open'),
     key: z.enum(['token', 'subject']).default('token'),
@@ -183,8 +207,11 @@ const RateLimit = z
     client_types: z.partialRecord(z.enum(CLIENT_TYPES), Window).default({}),
   })
   .superRefine((r, ctx) => {
-    if (r.store === 'redis' && !r.redis_url) {
-      ctx.addIssue({ code: 'custom', path: ['redis_url'], message: 'is required when store is redis' });
+    if (r.store === 'redis' && !r.redis_url && !r.redis_cluster) {
+      ctx.addIssue({ code: 'custom', path: ['redis_url'], message: 'is required when store is redis (or redis_cluster)' });
+    }
+    if (r.redis_url && r.redis_cluster) {
+      ctx.addIssue({ code: 'custom', path: ['redis_cluster'], message: 'redis_url and redis_cluster together: choose one' });
     }
   });
 export type RateLimitConfig = z.infer<typeof RateLimit>;
@@ -255,6 +282,38 @@ const Route = z
   });
 export type RouteConfig = z.infer<typeof Route>;
 
+const ForwardAuth = z.strictObject({
+  /** Path on the main listener answering front proxies' sub-requests (not a route). */
+  path: z.string().regex(/^\/[A-Za-z0-9_.~-]+(?:\/[A-Za-z0-9_.~-]+)*$/, 'an absolute path such as /_scopegate/auth'),
+});
+
+const Lifetimes = z.strictObject({
+  access_s: int(1).default(3600),
+  user_s: int(1).default(3600),
+  refresh_s: int(1).default(2_592_000),
+  personal_s: int(1).default(31_536_000),
+});
+
+const TokenService = z.strictObject({
+  /** A tokens.issuers entry; its iss and aud go into every token, its keys sign (generated when it has none). */
+  issuer: nonEmpty,
+  /** A directory (embedded store, created if missing) or a postgres:// URL (several replicas). */
+  store: nonEmpty.default('./data'),
+  /** Base of the absolute URLs in the RFC 8414 metadata; default: the request's scheme and host. */
+  public_url: z.url({ protocol: /^https?$/ }).optional(),
+  /** RFC 9700 says MUST NOT; true for livedigital-style clients. */
+  password_grant: z.boolean().default(false),
+  /** Password check: `store` (scopegate users add) or an http(s) URL answering POST {username,password}. */
+  users: z.union([z.literal('store'), z.url({ protocol: /^https?$/ })]).default('store'),
+  lifetimes: Lifetimes.prefault({}),
+  revocation: z.strictObject({ max_lag_ms: int(10).default(1000) }).prefault({}),
+  /** Optional path of the self-service Integration page. */
+  integration_page: z.string().regex(/^\/[A-Za-z0-9_.~\/-]*$/).optional(),
+  /** Largest token-endpoint request body, bytes. */
+  max_body_bytes: int(256, 1_048_576).default(16_384),
+});
+export type TokenServiceConfig = z.infer<typeof TokenService>;
+
 export const GatewayConfigSchema = z
   .strictObject({
     listen: Listen.prefault({}),
@@ -263,15 +322,23 @@ export const GatewayConfigSchema = z
     docs_url: z.url().optional(),
     shutdown_timeout_ms: int(0).default(10_000),
     watch: z.boolean().default(false),
-    upstreams: z.record(z.string().regex(/^[A-Za-z0-9_.-]+$/), Upstream).refine((u) => Object.keys(u).length > 0, 'at least one upstream'),
+    /** Where routes forward to. May be empty only when the gateway runs as forward auth (it forwards nothing). */
+    upstreams: z.record(z.string().regex(/^[A-Za-z0-9_.-]+$/), Upstream).default({}),
     tokens: Tokens,
     rate_limit: RateLimit.prefault({ enabled: false }),
     fallback: z.enum(['deny', 'authenticated']).default('deny'),
+    /** Peers whose X-Forwarded-* / Forwarded are kept, and who may call forward_auth. */
+    trusted_proxies: z.array(Cidr).default(['127.0.0.0/8', '::1/128']),
+    forward_auth: ForwardAuth.optional(),
+    token_service: TokenService.optional(),
     routes: z.array(Route).default([]),
   })
   .superRefine((c, ctx) => {
     const names = Object.keys(c.upstreams);
-    c.routes.forEach((r, i) => {
+    if (names.length === 0 && !c.forward_auth) {
+      ctx.addIssue({ code: 'custom', path: ['upstreams'], message: 'at least one upstream (only a forward_auth-only gateway may have none)' });
+    }
+    if (names.length > 0 || !c.forward_auth) c.routes.forEach((r, i) => {
       const name = r.upstream ?? 'default';
       if (!c.upstreams[name]) {
         ctx.addIssue({
@@ -283,6 +350,23 @@ export const GatewayConfigSchema = z
         });
       }
     });
+    // An issuer needs a key source, except the token service's own: its ES256 keys live in the store.
+    c.tokens.issuers.forEach((iss, i) => {
+      const hasSource = (['secrets', 'public_key_file', 'jwks_file', 'jwks_url', 'private_key_file'] as const).some((k) => iss[k] !== undefined);
+      if (hasSource || c.token_service?.issuer === iss.name) return;
+      ctx.addIssue({
+        code: 'custom',
+        path: ['tokens', 'issuers', i],
+        message: 'needs one key source: secrets, public_key_file, jwks_file, jwks_url (or private_key_file); only the token_service issuer may have none (its keys are generated into the store)',
+      });
+    });
+    if (c.token_service && !c.tokens.issuers.some((i) => i.name === c.token_service!.issuer)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['token_service', 'issuer'],
+        message: `unknown issuer "${c.token_service.issuer}"; defined: ${c.tokens.issuers.map((i) => i.name).join(', ')}`,
+      });
+    }
     if (c.fallback === 'authenticated' && !c.upstreams.default) {
       ctx.addIssue({ code: 'custom', path: ['fallback'], message: 'fallback: authenticated forwards to upstream "default", which is not defined' });
     }

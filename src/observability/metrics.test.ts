@@ -138,7 +138,7 @@ describe('methodLabel', () => {
     ['DELETE', 'DELETE'],
     ['OPTIONS', 'OPTIONS'],
     ['get', 'OTHER'],
-    ['TRACE', 'OTHER'],
+    ['PROPFIND', 'OTHER'],
     ['BREW', 'OTHER'],
     ['', 'OTHER'],
   ])('maps %j to %s', (method, label) => {

@@ -96,6 +96,16 @@ export interface Metrics {
   readonly jwksRefresh: Counter<'issuer' | 'result'>;
   /** scopegate_config_reloads_total; result: ConfigReloadResult */
   readonly configReloads: Counter<'result'>;
+  /** scopegate_internal_errors_total: unexpected exceptions (bugs), each answered 500 or with a closed socket. */
+  readonly internalErrors: Counter<never>;
+  /** scopegate_tokens_issued_total; dialect: hipchat|livedigital|standard, grant: the grant type. */
+  readonly tokensIssued: Counter<'dialect' | 'grant'>;
+  /** scopegate_token_errors_total; error: an RFC 6749 error code. */
+  readonly tokenErrors: Counter<'error'>;
+  /** scopegate_revocations_total */
+  readonly revocations: Counter<never>;
+  /** scopegate_store_errors_total; op: the token-store operation that failed. */
+  readonly storeErrors: Counter<'op'>;
   /** scopegate_inflight_requests: a plain count on the request path, read by the gauge at scrape time. */
   readonly inflight: { inc(): void; dec(): void };
   /** scopegate_build_info{version} = 1 */
@@ -220,6 +230,34 @@ export function createMetrics(opts: CreateMetricsOptions = {}): Metrics {
     labelNames: ['result'] as const,
     registers,
   });
+  const internalErrors = new Counter({
+    name: 'scopegate_internal_errors_total',
+    help: 'Unexpected exceptions in the gateway (bugs), each logged and answered with 500 internal_error or a closed socket.',
+    registers,
+  });
+  const tokensIssued = new Counter({
+    name: 'scopegate_tokens_issued_total',
+    help: 'Tokens issued by the token service, by dialect (hipchat|livedigital|standard|api) and grant.',
+    labelNames: ['dialect', 'grant'] as const,
+    registers,
+  });
+  const tokenErrors = new Counter({
+    name: 'scopegate_token_errors_total',
+    help: 'Token-endpoint requests refused, by RFC 6749 error code.',
+    labelNames: ['error'] as const,
+    registers,
+  });
+  const revocations = new Counter({
+    name: 'scopegate_revocations_total',
+    help: 'Tokens revoked (sessions deleted, RFC 7009 revocations, refresh-token replays, deleted clients).',
+    registers,
+  });
+  const storeErrors = new Counter({
+    name: 'scopegate_store_errors_total',
+    help: 'Token-store operations that failed, by operation.',
+    labelNames: ['op'] as const,
+    registers,
+  });
   let inflightNow = 0;
   new Gauge({
     name: 'scopegate_inflight_requests',
@@ -244,6 +282,7 @@ export function createMetrics(opts: CreateMetricsOptions = {}): Metrics {
   // Closed-set series start at 0, so rate() and absent-series alerts work from the first scrape.
   for (const result of ['hit', 'miss', 'disabled'] satisfies TokenCacheResult[]) tokenCache.inc({ result }, 0);
   for (const result of ['success', 'error'] satisfies ConfigReloadResult[]) configReloads.inc({ result }, 0);
+  internalErrors.inc(0);
 
   const upstreamChildren = new Map<string, { observe(v: number): void }>();
 
@@ -259,6 +298,11 @@ export function createMetrics(opts: CreateMetricsOptions = {}): Metrics {
     tokenCache,
     jwksRefresh,
     configReloads,
+    internalErrors,
+    tokensIssued,
+    tokenErrors,
+    revocations,
+    storeErrors,
     inflight,
     buildInfo,
     observeRequest(o) {
