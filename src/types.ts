@@ -25,6 +25,11 @@ export interface Principal {
   tokenId?: string | undefined;
   /** `exp` in epoch seconds, when the token has one (bounds the token cache entry). */
   exp?: number | undefined;
+  /**
+   * SHA-256 of the token (base64url), computed once at verification (it is also the token cache's
+   * key): what the rate limiter keys a token without `jti` by. The raw token is never kept.
+   */
+  tokenHash?: string | undefined;
 }
 
 /** A route after compilation: the config plus what matching and limiting need precomputed. */
@@ -59,19 +64,6 @@ export interface WindowState {
   allowed: boolean;
 }
 
-/** The store behind rate limiting: one call per window per request. */
-export interface RateLimitStore {
-  readonly kind: 'memory' | 'redis';
-  /**
-   * Adds `consume ? 1 : 0` to the counter of (`key`, window starting at `windowStartMs`) and
-   * returns the counter after the add. The store expires the counter after `windowMs`.
-   * A local store answers synchronously (no promise, no microtask per request); a remote one
-   * returns a promise.
-   */
-  increment(key: string, windowStartMs: number, windowMs: number, consume: boolean): number | Promise<number>;
-  /** Resolves when the store answers; rejects when it does not. */
-  ping(): Promise<void>;
-  close(): Promise<void>;
-}
+export type { RateLimitStore } from './ratelimit/store.js';
 
 export type { ClientType, HttpMethod, WindowConfig };

@@ -1,0 +1,178 @@
+/**
+ * The token service's store (SPEC §9 "Store"): ONE interface, two backends, one contract test
+ * (test/contract/token-store.test.ts) run against both:
+ *   - embedded (default): a directory, zero set-up, one process; survives `kill -9` without losing
+ *     a committed write;
+ *   - postgres: a real server (`postgres://…`), shared by several replicas.
+ *
+ * Every method is one atomic operation. Times are epoch milliseconds. Secrets never reach the
+ * store in clear: client secrets, user passwords and refresh-token secrets are stored as slow
+ * salted hashes (see token-service/secrets.ts), compared by the caller in constant time.
+ *
+ * Revocation reaches other replicas through `revokedSince` (a re-sync, always correct) and, where
+ * the backend can push, `watchRevocations` (Postgres LISTEN/NOTIFY; in-process for embedded).
+ */
+
+export type ServiceClientType = 'group' | 'room' | 'user';
+
+export interface ClientRecord {
+  /** client_id: random, URL-safe. */
+  id: string;
+  name: string;
+  /** Slow salted hash of the client secret (never the secret). */
+  secretHash: string;
+  clientType: ServiceClientType;
+  /** Scopes the client may request, in the order they were given (HipChat lists them so). */
+  scopes: string[];
+  groupId?: string | undefined;
+  groupName?: string | undefined;
+  roomId?: string | undefined;
+  roomName?: string | undefined;
+  /** The user who owns this client (the Integration page's "Get client id"), if any. */
+  ownerUser?: string | undefined;
+  createdAt: number;
+}
+
+export interface UserRecord {
+  username: string;
+  /** Slow salted hash of the password. */
+  passwordHash: string;
+  /** Scopes a user token of this user may carry. */
+  scopes: string[];
+  /** Display name for HipChat's session `owner.name`. */
+  displayName?: string | undefined;
+  groupId?: string | undefined;
+  createdAt: number;
+}
+
+export interface KeyRecord {
+  kid: string;
+  alg: 'ES256';
+  /** Private JWK as JSON text. */
+  privateJwk: string;
+  /** Public JWK as JSON text (what /.well-known/jwks.json publishes). */
+  publicJwk: string;
+  createdAt: number;
+  /** Set when a newer key took over signing; the key stays published until `publishUntil`. */
+  retiredAt?: number | undefined;
+  /** Epoch ms after which no token signed by this key can be valid (retiredAt + longest lifetime). */
+  publishUntil?: number | undefined;
+}
+
+/** What kind of token a `TokenRecord` is. */
+export type TokenKind = 'access' | 'personal' | 'room_notification';
+
+/** One issued access, personal or room notification token (by its jti; never the token itself). */
+export interface TokenRecord {
+  jti: string;
+  kind: TokenKind;
+  /** The client it was issued to (client_credentials, password, refresh), if any. */
+  clientId?: string | undefined;
+  /** `client` for client_credentials tokens, `user` for user, personal and room tokens. */
+  ownerType: 'client' | 'user';
+  /** Owner id: the client id or the username. */
+  ownerId: string;
+  subject: string;
+  scopes: string[];
+  roomId?: string | undefined;
+  /** A name given by the user (personal and room notification tokens). */
+  name?: string | undefined;
+  /** Refresh family this access token belongs to (revoked with it on replay). */
+  familyId?: string | undefined;
+  createdAt: number;
+  expiresAt: number;
+  lastUsedAt?: number | undefined;
+  revokedAt?: number | undefined;
+}
+
+/** One refresh token: `<id>.<secret>` on the wire; the store keeps the id and a hash of the secret. */
+export interface RefreshRecord {
+  id: string;
+  secretHash: string;
+  /** Every refresh token rotated from one original grant shares a family. */
+  familyId: string;
+  clientId: string;
+  subject: string;
+  ownerType: 'client' | 'user';
+  scopes: string[];
+  createdAt: number;
+  expiresAt: number;
+  /** Set when it was rotated: presenting it again is a replay. */
+  replacedBy?: string | undefined;
+  revokedAt?: number | undefined;
+}
+
+/** One denylist entry: kept until the token's own expiry, then purged. */
+export interface RevocationRecord {
+  jti: string;
+  expiresAt: number;
+  revokedAt: number;
+}
+
+export type RotateResult =
+  | { ok: true; previous: RefreshRecord }
+  | { ok: false; reason: 'unknown' | 'expired' | 'revoked' }
+  /** The refresh token had been replaced already: the caller must revoke `familyId`. */
+  | { ok: false; reason: 'replayed'; familyId: string; previous: RefreshRecord };
+
+export interface TokenStore {
+  readonly kind: 'embedded' | 'postgres';
+
+  // ── clients ──
+  createClient(c: ClientRecord): Promise<void>;
+  getClient(id: string): Promise<ClientRecord | undefined>;
+  listClients(): Promise<ClientRecord[]>;
+  /** false when there is no such client. */
+  setClientSecret(id: string, secretHash: string): Promise<boolean>;
+  /** Deletes the client; returns the jtis of its live tokens (the caller revokes them), or undefined when unknown. */
+  deleteClient(id: string, now: number): Promise<string[] | undefined>;
+
+  // ── users ──
+  putUser(u: UserRecord): Promise<void>;
+  getUser(username: string): Promise<UserRecord | undefined>;
+  listUsers(): Promise<UserRecord[]>;
+  deleteUser(username: string): Promise<boolean>;
+
+  // ── signing keys ──
+  listKeys(): Promise<KeyRecord[]>;
+  /**
+   * Adds `key` as the signing key and retires the previous one (publishUntil = now + maxLifetimeMs).
+   * When `onlyIfNone` is set and a key exists already, nothing is added and false is returned —
+   * so replicas starting together on one database generate one key, not several.
+   */
+  addKey(key: KeyRecord, opts: { now: number; maxLifetimeMs: number; onlyIfNone?: boolean }): Promise<boolean>;
+
+  // ── issued tokens ──
+  recordToken(t: TokenRecord): Promise<void>;
+  getToken(jti: string): Promise<TokenRecord | undefined>;
+  /** Live (not revoked, not expired at `now`) tokens matching every given field. */
+  listTokens(filter: { ownerId?: string; kind?: TokenKind; clientId?: string; roomId?: string }, now: number): Promise<TokenRecord[]>;
+  /** Sets last_used_at (the caller throttles: at most every 10 minutes per token). */
+  touchToken(jti: string, at: number): Promise<void>;
+
+  // ── refresh tokens ──
+  createRefresh(r: RefreshRecord): Promise<void>;
+  getRefresh(id: string): Promise<RefreshRecord | undefined>;
+  /**
+   * Atomically replaces refresh token `id` by `next` (same family) if it is live and not replaced.
+   * The secret was already checked by the caller against `getRefresh(id).secretHash`.
+   */
+  rotateRefresh(id: string, next: RefreshRecord, now: number): Promise<RotateResult>;
+  /** Revokes every refresh and access token of the family; returns the revoked access-token entries. */
+  revokeFamily(familyId: string, now: number): Promise<RevocationRecord[]>;
+
+  // ── revocation ──
+  /** Marks the tokens revoked and adds them to the denylist (idempotent). */
+  revoke(entries: readonly { jti: string; expiresAt: number }[], now: number): Promise<void>;
+  /** Denylist entries revoked at or after `sinceMs` and not yet expired at `now` (the re-sync). */
+  revokedSince(sinceMs: number, now: number): Promise<RevocationRecord[]>;
+  /** Push notifications of new revocations, where the backend has them; returns an unsubscribe. */
+  watchRevocations?(onRevoked: (r: RevocationRecord) => void, onReconnect: () => void): () => void;
+
+  /** Deletes expired rows (tokens, refresh tokens, denylist entries, retired keys past publishUntil) in batches. */
+  purgeExpired(now: number, batch?: number): Promise<number>;
+  /** Resolves when the store answers a trivial query. */
+  ping(): Promise<void>;
+  /** Flushes (embedded: CHECKPOINT) and closes; releases the directory lock. */
+  close(): Promise<void>;
+}
