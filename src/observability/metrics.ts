@@ -127,6 +127,9 @@ export interface CreateMetricsOptions {
 
 const KNOWN_METHODS: ReadonlySet<string> = new Set(HTTP_METHODS);
 
+/** prom-client default metrics that are gauges despite their `_total` suffix; not exported. */
+const GAUGES_NAMED_LIKE_COUNTERS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
+
 /** Codes that are upstream failures: they have their own counter, not auth_failures. */
 const UPSTREAM_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['upstream_unavailable', 'upstream_timeout']);
 /** Every gateway refusal code: the bounded value set of auth_failures_total{reason}. */
@@ -155,7 +158,13 @@ export function createMetrics(opts: CreateMetricsOptions = {}): Metrics {
   const registry = opts.registry ?? new Registry();
   const registers = [registry];
 
-  if (opts.processMetrics !== false) collectDefaultMetrics({ register: registry });
+  if (opts.processMetrics !== false) {
+    collectDefaultMetrics({ register: registry });
+    // prom-client names three gauges like counters (`*_total`), which `promtool check metrics`
+    // rejects and PromQL users misread (rate() over a gauge). Their per-type siblings
+    // (nodejs_active_handles{type}, ...) stay: sum() of one is the dropped total.
+    for (const name of GAUGES_NAMED_LIKE_COUNTERS) registry.removeSingleMetric(name);
+  }
 
   // The two per-request counts are kept in plain numbers and handed to prom-client when it
   // collects (a scrape): its inc() validates and hashes the label set on every call, which on
