@@ -21,7 +21,7 @@
  *   const jwt = await new SignJWT(claims).setProtectedHeader({ alg: 'ES256', kid }).sign(key);
  *   app.get('/.well-known/jwks.json', async (c) => c.json(await ring.publicJwks()));
  */
-import { calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK, type JWK } from 'jose';
+import { calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK, type CryptoKey, type JWK } from 'jose';
 import type { KeyObject } from 'node:crypto';
 import type { KeyRecord, TokenStore } from './store.js';
 
