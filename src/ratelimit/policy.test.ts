@@ -1,11 +1,12 @@
 import { createHash } from 'node:crypto';
 import net from 'node:net';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { RateLimitConfig, RouteConfig } from '../config/schema.js';
 import { renderError } from '../errors.js';
 import type { CompiledRoute, Principal, RateLimitStore } from '../types.js';
 import { createMemoryStore } from './memory-store.js';
-import { createRateLimiter, type LimitInput } from './policy.js';
+import { canonicalInteger, createRateLimiter, recipientKey, type LimitInput } from './policy.js';
 import { createRedisStore } from './redis-store.js';
 
 const W = 60_000;
@@ -138,7 +139,7 @@ describe('rate limiter: auth_test reads without spending', () => {
 });
 
 describe('rate limiter: which budget a request spends', () => {
-  const sha = (s: string) => createHash('sha256').update(s).digest('hex');
+  const sha = (s: string) => createHash('sha256').update(s).digest('base64url');
   const noJti: Principal = { issuerName: 'local', clientType: 'user', scopes: [], subject: 'alice' };
 
   it.each([
@@ -157,6 +158,40 @@ describe('rate limiter: which budget a request spends', () => {
     const d = await hit({ principal, token });
     expect(d.key).toBe(key);
     expect(d.key).not.toContain(token);
+  });
+
+  it('keys a jti-less token by principal.tokenHash, needing no token, and agrees with hashing the token', async () => {
+    const { hit } = setup();
+    const hashed: Principal = { ...noJti, tokenHash: sha('tok-A') };
+    const d = await hit({ principal: hashed, token: undefined });
+    expect(d.key).toBe(`tok:${sha('tok-A').slice(0, 16)}`);
+    // A caller without tokenHash (token hashed on the spot) spends the same budget.
+    await hits(2, () => hit({ principal: { ...noJti }, token: 'tok-A' }));
+    expect((await hit({ principal: hashed, token: undefined })).error?.code).toBe('rate_limited');
+  });
+
+  it('keeps nothing derived from a raw token: a principal without tokenHash needs its token every time', async () => {
+    const { hit } = setup();
+    const p: Principal = { ...noJti };
+    expect((await hit({ principal: p, token: 'tok-A' })).key).toBe(`tok:${sha('tok-A').slice(0, 16)}`);
+    // Had the limiter cached the token's key on the principal, this would answer from the cache.
+    expect(() => hit({ principal: p, token: undefined })).toThrow(TypeError);
+  });
+
+  it('caches the key of a principal with tokenHash and never lets a token override it', async () => {
+    const { hit } = setup();
+    const p: Principal = { ...noJti, tokenHash: sha('tok-A') };
+    expect((await hit({ principal: p, token: 'tok-B' })).key).toBe(`tok:${sha('tok-A').slice(0, 16)}`);
+    expect((await hit({ principal: p, token: 'tok-C' })).key).toBe(`tok:${sha('tok-A').slice(0, 16)}`);
+  });
+
+  it('never throws on a lone surrogate in a claim, and keeps it apart from U+FFFD', async () => {
+    const { hit } = setup({ default: { limit: 1, window_s: 60 } });
+    const a = await hit({ principal: { ...user, tokenId: 'x\ud800' } });
+    const b = await hit({ principal: { ...user, tokenId: 'x\ufffd' } });
+    expect(a.error).toBeUndefined();
+    expect(b.error).toBeUndefined();
+    expect(a.key).not.toBe(b.key);
   });
 
   it.each([
@@ -249,6 +284,50 @@ describe('rate limiter: flood control', () => {
     expect((await hit({ route: NOTIFY, params: { room: 'room%41' } })).error?.code).toBe('flood_limited');
   });
 
+  it.each([
+    { name: 'leading zeros', spellings: ['42', '042', '0042'] },
+    { name: 'a sign', spellings: ['42', '+42', '+042'] },
+    { name: 'a zero fraction or exponent', spellings: ['42', '42.0', '42.', '4.2e1', '420e-1'] },
+    { name: 'other digit scripts and radix literals', spellings: ['42', '４２', '٤٢', '0x2a', '0b101010', '4_2'] },
+    { name: '-0 and 0', spellings: ['0', '-0', '+0', '00', '0.0'] },
+  ])('keys a numeric recipient by its integer value: $name', async ({ spellings }) => {
+    const { hit } = setup({ default: { limit: 100, window_s: 60 } });
+    const route = { ...NOTIFY, config: { ...NOTIFY.config, flood_control: { limit: spellings.length - 1, window_s: 30, param: 'room' } } };
+    for (const room of spellings.slice(0, -1)) expect((await hit({ route, params: { room } })).error).toBeUndefined();
+    const last = await hit({ route, params: { room: spellings.at(-1)! } });
+    expect(last.error?.code).toBe('flood_limited');
+    // Another room is untouched.
+    expect((await hit({ route, params: { room: '43' } })).error).toBeUndefined();
+  });
+
+  it('keeps -42, 42.5 and 42abc apart from 42', async () => {
+    const { hit } = setup({ default: { limit: 100, window_s: 60 } });
+    await hits(2, () => hit({ route: NOTIFY, params: { room: '42' } }));
+    for (const room of ['-42', '42.5', '42abc', '4 2']) {
+      expect((await hit({ route: NOTIFY, params: { room } })).error, room).toBeUndefined();
+    }
+  });
+
+  it("gives a room-bound token one window for its room's id and its room's name", async () => {
+    const { hit } = setup({ default: { limit: 100, window_s: 60 }, client_types: {} });
+    const bound: Principal = { ...user, clientType: 'room', room: '42', roomName: 'ops' };
+    await hit({ principal: bound, route: NOTIFY, params: { room: '42' } });
+    await hit({ principal: bound, route: NOTIFY, params: { room: 'ops' } });
+    expect((await hit({ principal: bound, route: NOTIFY, params: { room: '042' } })).error?.code).toBe('flood_limited');
+    // Another token's room name is just a name: the gateway does not know which room it is.
+    const other: Principal = { ...user, tokenId: 'jti-2' };
+    await hit({ principal: other, route: NOTIFY, params: { room: '42' } });
+    await hit({ principal: other, route: NOTIFY, params: { room: '42' } });
+    expect((await hit({ principal: other, route: NOTIFY, params: { room: 'ops' } })).error).toBeUndefined();
+  });
+
+  it('never reads a digits-only value as the room name', async () => {
+    const { hit } = setup({ default: { limit: 100, window_s: 60 }, client_types: {} });
+    const bound: Principal = { ...user, clientType: 'room', room: '7', roomName: '42' };
+    await hits(2, () => hit({ principal: bound, route: NOTIFY, params: { room: '7' } }));
+    expect((await hit({ principal: bound, route: NOTIFY, params: { room: '42' } })).error).toBeUndefined();
+  });
+
   it('reports rate_limited when both windows deny', async () => {
     const { hit } = setup({ default: { limit: 2, window_s: 60 } });
     await hits(2, () => hit({ route: NOTIFY, params: { room: '1' } }));
@@ -335,5 +414,134 @@ describe('rate limiter: store failures and switching off', () => {
     const { hit } = setup();
     const d = await hit({ principal: { ...user, tokenId: 'x'.repeat(5_000) } });
     expect(d.key.length).toBeLessThan(100);
+  });
+});
+
+describe('canonicalInteger', () => {
+  it.each([
+    ['42', '42'],
+    ['042', '42'],
+    ['+42', '42'],
+    ['42.0', '42'],
+    ['42.000', '42'],
+    ['42.', '42'],
+    [' 42\t', '42'],
+    ['\u00a042\ufeff', '42'],
+    ['4.2e1', '42'],
+    ['4.2E+1', '42'],
+    ['4200e-2', '42'],
+    ['0.42e2', '42'],
+    ['0x2A', '42'],
+    ['0X_2a', '42'],
+    ['0o52', '42'],
+    ['0b101010', '42'],
+    ['-0x2a', '-42'],
+    ['4_2', '42'],
+    ['４２', '42'],
+    ['٤٢', '42'],
+    ['𝟒𝟐', '42'],
+    ['-0', '0'],
+    ['-0.0e5', '0'],
+    ['0e999999999', '0'],
+    ['-42', '-42'],
+    ['9007199254740993', '9007199254740993'],
+    ['0009007199254740993.000', '9007199254740993'],
+    ['1e30', '1000000000000000000000000000000'],
+  ])('%j is %s', (input, out) => {
+    expect(canonicalInteger(input)).toBe(out);
+  });
+
+  it.each([
+    '', ' ', '+', '-', '.', 'e5', '42abc', '4 2', '42.5', '4.25e1', '1e-1', '_42', '42_', '4__2', '--42', '+-42',
+    'Infinity', 'NaN', '0x', '0xg', '0b2', '0o8', '1e1025', '1e9999999999', '42e', '42e+', '4.2.0', '42ee1', 'ops', '42\u0000',
+  ])('%j is not numeric', (input) => {
+    expect(canonicalInteger(input)).toBeNull();
+  });
+
+  const canonical = /^(0|-?[1-9][0-9]*)$/;
+
+  it('never throws, and answers either null or a canonical decimal that maps to itself', () => {
+    fc.assert(
+      fc.property(fc.oneof(fc.string(), fc.string({ unit: 'binary' }), fc.stringMatching(/^[-+ ]?[0-9_.eExXob]{0,12}$/)), (s) => {
+        const n = canonicalInteger(s);
+        if (n === null) return;
+        expect(n).toMatch(canonical);
+        expect(canonicalInteger(n)).toBe(n);
+      }),
+      { numRuns: 2_000 },
+    );
+  });
+
+  it('agrees with BigInt on plain decimal integers of any size', () => {
+    fc.assert(
+      fc.property(fc.stringMatching(/^[-+]?[0-9]{1,60}$/), (s) => {
+        expect(canonicalInteger(s)).toBe(BigInt(s).toString());
+      }),
+    );
+  });
+
+  it('maps every spelling of an integer to that integer, and distinct integers apart', () => {
+    const spell = (n: bigint, zeros: number, plus: boolean, frac: number, pad: string) => {
+      const abs = (n < 0n ? -n : n).toString();
+      const sign = n < 0n ? '-' : plus ? '+' : '';
+      return `${pad}${sign}${'0'.repeat(zeros)}${abs}${frac > 0 ? `.${'0'.repeat(frac - 1)}` : ''}${pad}`;
+    };
+    fc.assert(
+      fc.property(
+        fc.bigInt({ min: -(10n ** 30n), max: 10n ** 30n }),
+        fc.bigInt({ min: -(10n ** 30n), max: 10n ** 30n }),
+        fc.nat(5),
+        fc.boolean(),
+        fc.nat(4),
+        fc.constantFrom('', ' ', '\t'),
+        (a, b, zeros, plus, frac, pad) => {
+          expect(canonicalInteger(spell(a, zeros, plus, frac, pad))).toBe(a.toString());
+          expect(canonicalInteger(`0x${(a < 0n ? -a : a).toString(16)}`)).toBe((a < 0n ? -a : a).toString());
+          if (a !== b) expect(canonicalInteger(spell(a, zeros, plus, frac, pad))).not.toBe(canonicalInteger(b.toString()));
+        },
+      ),
+    );
+  });
+
+  it('reads a scientific spelling as the integer it denotes, or not at all', () => {
+    fc.assert(
+      fc.property(fc.bigInt({ min: 1n, max: 10n ** 20n }), fc.integer({ min: -25, max: 25 }), (m, e) => {
+        const value = e >= 0 ? m * 10n ** BigInt(e) : m % 10n ** BigInt(-e) === 0n ? m / 10n ** BigInt(-e) : null;
+        expect(canonicalInteger(`${m}e${e}`)).toBe(value === null ? null : value.toString());
+      }),
+    );
+  });
+});
+
+describe('recipientKey', () => {
+  const bound = { room: '42', roomName: 'ops' };
+
+  it('never throws and never maps a value to the bound room unless it is the room (by number) or its name', () => {
+    fc.assert(
+      fc.property(fc.oneof(fc.string(), fc.constantFrom('ops', 'OPS', 'ops ', '42', '042', '+42', '43', '4.2e1')), (v) => {
+        const k = recipientKey(v, bound);
+        const isRoom = v === 'ops' || canonicalInteger(v) === '42';
+        expect(k === 'n:42').toBe(isRoom);
+      }),
+      { numRuns: 2_000 },
+    );
+  });
+
+  it('maps nothing to a room for a token without room claims, and keeps numeric and text keys apart', () => {
+    fc.assert(
+      fc.property(fc.string(), fc.string(), (v, w) => {
+        const kv = recipientKey(v, {});
+        const kw = recipientKey(w, {});
+        expect(kv.startsWith('n:') || kv === `s:${v}`).toBe(true);
+        // Two values share a key only when they are one integer or the same text.
+        if (kv === kw) expect(v === w || (canonicalInteger(v) !== null && canonicalInteger(v) === canonicalInteger(w))).toBe(true);
+      }),
+    );
+  });
+
+  it('keys a bound token whose room id is not numeric by that id', () => {
+    expect(recipientKey('ops', { room: 'r-1', roomName: 'ops' })).toBe('s:r-1');
+    expect(recipientKey('r-1', { room: 'r-1', roomName: 'ops' })).toBe('s:r-1');
+    expect(recipientKey('123', { room: '9', roomName: '123' })).toBe('n:123');
   });
 });
