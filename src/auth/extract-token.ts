@@ -1,6 +1,11 @@
 /**
  * Token extraction (SPEC §1.3): finds the one bearer token of a request in the `Authorization`
- * header and/or the query string. Pure: plain values in, a token or a GatewayError out.
+ * header and/or the query string. Pure: plain values in, a token or a GatewayError out; no `node:`
+ * import, so every door (Node, Bun, a Hono app) runs the same code.
+ *
+ * The query is read by src/http/raw-query.ts, the one module that decides what a query parameter
+ * is: a look-alike of the token parameter (`AUTH_TOKEN`, `auth.token`, `auth_token[]`,
+ * `x=1;auth_token=…`, double-encoded names, ...) is a token_conflict, never a token.
  *
  * @example
  *   const { token, source } = extractToken(req.headersDistinct.authorization, rawQuery, {
@@ -8,6 +13,7 @@
  *   });
  */
 import { GatewayError } from '../errors.js';
+import { tokenParamValues } from '../http/raw-query.js';
 
 export interface ExtractOptions {
   /** Where a token may come from; a source not listed is ignored entirely. */
@@ -27,14 +33,32 @@ export interface Extracted {
 const SCHEME = /^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/;
 
 /**
+ * Where one Authorization value is the comma-merged form of several (the Fetch `Headers` class,
+ * and so the Hono door, joins repeated headers with ", "): a comma, whitespace, then a scheme
+ * name followed by whitespace or the end. A token68 credential never contains a comma, and an
+ * auth-param list continues with `name=`, which this does not match.
+ */
+const MERGED = /,(?=[ \t]+[A-Za-z0-9!#$%&'*+.^_`|~-]+(?:[ \t]|$))/;
+
+/** A second Bearer item glued on without the usual space (`Bearer a,Bearer b`). */
+const GLUED_BEARER = /,[ \t]*bearer(?:[ \t]|$)/i;
+
+/**
  * Returns the request's token, or throws:
- * - token_conflict: two Bearer Authorization values, the query parameter repeated, or header and
- *   query both present with different values (equal values are fine; source is then `header`);
- * - token_missing: no token in any enabled source (a `Basic ...` header is not a token source);
- * - token_malformed: empty, containing whitespace, or longer than `maxTokenBytes`.
- * Conflicts are decided on the raw values before any value is validated.
+ * - token_conflict: two Bearer Authorization values (also merged into one value, `Bearer a,
+ *   Bearer b`), the query parameter repeated, a look-alike of the query parameter (whatever its
+ *   value), or header and query both present with different values (equal values are fine;
+ *   source is then `header`);
+ * - token_missing: no token in any enabled source (a `Basic ...` header is not a token source; an
+ *   empty `auth_token=` or a bare `auth_token` counts as none);
+ * - token_malformed: an empty Bearer value, a token containing whitespace or `,`, a query value
+ *   that is not valid percent-encoding, or longer than `maxTokenBytes`.
+ * Conflicts are decided on the raw values before any value is validated. With the query source
+ * off, the query is not read at all (its token parameter and look-alikes are only stripped from
+ * what is forwarded).
  *
- * @param authorization every value of the Authorization header (`req.headersDistinct.authorization`)
+ * @param authorization every value of the Authorization header (`req.headersDistinct.authorization`,
+ *   or the one merged value a Fetch `Headers` gives)
  * @param rawQuery the raw query string, without `?`
  */
 export function extractToken(
@@ -49,30 +73,46 @@ export function extractToken(
   let otherScheme: string | undefined;
   if (useHeader) {
     for (const value of authorization ?? []) {
-      const parsed = parseAuthorization(value);
-      if (parsed.bearer) fromHeader.push(parsed.credentials);
-      else if (parsed.scheme !== undefined) otherScheme ??= parsed.scheme;
+      for (const item of value.indexOf(',') === -1 ? [value] : value.split(MERGED)) {
+        const parsed = parseAuthorization(item);
+        if (parsed.bearer) {
+          fromHeader.push(parsed.credentials);
+          if (GLUED_BEARER.test(parsed.credentials)) fromHeader.push(parsed.credentials);
+        } else if (parsed.scheme !== undefined) otherScheme ??= parsed.scheme;
+      }
     }
   }
-  const fromQuery = useQuery ? queryValues(rawQuery, opts.queryParam) : [];
 
   if (fromHeader.length > 1) {
     throw conflict('the Authorization header carries more than one Bearer token');
   }
-  if (fromQuery.length > 1) {
-    throw conflict(`the query parameter "${opts.queryParam}" is repeated`);
+  let query: string | null | undefined;
+  let emptyQuery = false;
+  if (useQuery) {
+    const scan = tokenParamValues(rawQuery, opts.queryParam);
+    if (scan.lookAlikeAt !== 0) {
+      throw conflict(
+        `query parameter ${scan.lookAlikeAt} is a look-alike of "${opts.queryParam}" (another case, ".", "+", "[", ` +
+          `a NUL, an encoded or ";"-separated spelling), which some servers read as the token parameter`,
+      );
+    }
+    if (scan.values.length > 1) {
+      throw conflict(`the query parameter "${opts.queryParam}" is repeated`);
+    }
+    query = scan.values[0];
+    if (query === '') {
+      query = undefined;
+      emptyQuery = true;
+    }
   }
   const header = fromHeader[0];
-  const query = fromQuery[0];
   if (header !== undefined && query !== undefined && header !== query) {
     throw conflict(`different tokens in the Authorization header and the "${opts.queryParam}" query parameter`);
   }
 
   if (header !== undefined) return { token: validate(header, 'Authorization header', opts), source: 'header' };
-  if (query !== undefined) {
-    if (query instanceof DecodeFailure) throw malformed(`the "${opts.queryParam}" query parameter is not valid percent-encoding`);
-    return { token: validate(query, `"${opts.queryParam}" query parameter`, opts), source: 'query' };
-  }
+  if (query === null) throw malformed(`the "${opts.queryParam}" query parameter is not valid percent-encoding`);
+  if (query !== undefined) return { token: validate(query, `"${opts.queryParam}" query parameter`, opts), source: 'query' };
 
   const where = [
     useHeader ? 'an Authorization: Bearer header' : undefined,
@@ -80,12 +120,10 @@ export function extractToken(
   ].filter(Boolean);
   const why =
     `no token: expected ${where.join(' or ')}` +
+    (emptyQuery ? ` (the "${opts.queryParam}" query parameter is empty)` : '') +
     (otherScheme ? ` (the Authorization header uses the ${otherScheme} scheme, which is not a token source)` : '');
   throw new GatewayError('token_missing', { tokenPresented: false, why });
 }
-
-/** Marks a query value that could not be percent-decoded (a presented but unusable token). */
-class DecodeFailure {}
 
 type ParsedAuthorization =
   | { bearer: true; credentials: string }
@@ -103,37 +141,31 @@ function parseAuthorization(value: string): ParsedAuthorization {
   return { bearer: true, credentials: (m[2] ?? '').trim() };
 }
 
-/** Form-decodes (`+` = space, then percent-decoding) one name or value. */
-function formDecode(s: string): string | DecodeFailure {
-  try {
-    return decodeURIComponent(s.replace(/\+/g, ' '));
-  } catch {
-    return new DecodeFailure();
-  }
-}
-
-/** Every value of `name` in the raw query; only the token parameter's values are decoded. */
-function queryValues(rawQuery: string, name: string): (string | DecodeFailure)[] {
-  const out: (string | DecodeFailure)[] = [];
-  if (rawQuery === '') return out;
-  for (const part of rawQuery.split('&')) {
-    if (part === '') continue;
-    const eq = part.indexOf('=');
-    const rawName = eq === -1 ? part : part.slice(0, eq);
-    if (formDecode(rawName) !== name) continue;
-    out.push(eq === -1 ? '' : formDecode(part.slice(eq + 1)));
-  }
-  return out;
-}
-
 function validate(token: string, where: string, opts: ExtractOptions): string {
   if (token === '') throw malformed(`the ${where} holds an empty token`);
   if (/\s/.test(token)) throw malformed(`the token in the ${where} contains whitespace`);
-  const bytes = Buffer.byteLength(token, 'utf8');
+  if (token.includes(',')) throw malformed(`the token in the ${where} contains ",", which no token68 credential does`);
+  const bytes = utf8Length(token);
   if (bytes > opts.maxTokenBytes) {
     throw malformed(`the token in the ${where} is ${bytes} bytes long; at most ${opts.maxTokenBytes} are accepted`);
   }
   return token;
+}
+
+/** UTF-8 length of `s` in bytes, without allocating (and without Node's Buffer). */
+function utf8Length(s: string): number {
+  if (/^[\x21-\x7e]*$/.test(s)) return s.length;
+  let n = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x80) n += 1;
+    else if (c < 0x800) n += 2;
+    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length && (s.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
+      n += 4;
+      i++;
+    } else n += 3;
+  }
+  return n;
 }
 
 function conflict(why: string): GatewayError {
