@@ -1,16 +1,17 @@
 /**
- * createApp(loaded, deps): the one place where the pipeline order is written (SPEC §1).
+ * The Node proxy door (SPEC §8): @hono/node-server in front, the decision (core/decide.ts) in
+ * the middle, undici / http-proxy behind. This file only translates: a Node request into
+ * `RequestFacts`, a decision into a response or a forwarded exchange. The pipeline order lives
+ * in core/decide.ts, the error table in errors.ts.
  *
- *   observe ⟮ path safety + route match → token → verify → authorize → auth_test → rate limit → proxy ⟯
+ *   observe ⟮ facts → decide → forward (undici / ws) | answer 202 | deny (errors.ts) ⟯
  *
- * Every stage is a pure module (routing/, auth/, authz/, ratelimit/, proxy/). Hono runs two
- * middlewares: `observe` (request id, metrics, access line) around `pipeline`, which calls the
- * stages in order and awaits only where one really waits. Each stage refuses by throwing a GatewayError; `onError`
- * renders it through errors.ts, the one code → HTTP table. Request bodies are never read here:
- * the proxy stage streams the Node request straight to undici and answers RESPONSE_ALREADY_SENT.
+ * `observe` keeps the request id, the metrics and the one access line per request, whatever
+ * happens inside. Request bodies are never read here: the proxy stage streams the Node request
+ * straight to undici and answers RESPONSE_ALREADY_SENT.
  *
  * @example
- *   const gw = createApp(loaded, { clock, logger, metrics, verifier, limiter, forwarder });
+ *   const gw = createApp(loaded, { clock, logger, metrics, decider, forwarder, trusted });
  *   http.createServer(getRequestListener(gw.fetch)).on('upgrade', gw.handleUpgrade);
  */
 import { randomUUID } from 'node:crypto';
@@ -21,49 +22,40 @@ import type { HttpBindings } from '@hono/node-server';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import { Hono, type Context, type MiddlewareHandler } from 'hono';
 import type { Logger } from 'pino';
-import { extractToken, type ExtractOptions } from './auth/extract-token.js';
-import type { TokenVerifier } from './auth/verify-token.js';
-import { authorize, isAuthTest } from './authz/authorize.js';
 import type { LoadedConfig } from './config/load.js';
-import { GatewayError, isGatewayError, renderError, type ErrorCode, type RenderOptions } from './errors.js';
-import type { Decision, Metrics } from './observability/metrics.js';
+import { AUTH_TEST_BODY, type Decider, type Decision, type ForwardDecision, type RequestFacts } from './core/decide.js';
+import { GatewayError, renderError, type ErrorCode, type RenderOptions } from './errors.js';
+import type { CidrList } from './net/cidr.js';
+import type { Decision as DecisionLabel, Metrics } from './observability/metrics.js';
 import { accessLogger, redactUrl } from './observability/logger.js';
-import { buildUpstreamHeaders, stripQueryParams } from './proxy/upstream-headers.js';
+import { buildUpstreamHeaders } from './proxy/upstream-headers.js';
 import type { Forwarder } from './proxy/forward.js';
-import type { LimitDecision, RateLimiter } from './ratelimit/policy.js';
-import { checkPathSafety } from './routing/path-safety.js';
-import { matchRoute } from './routing/match-route.js';
 import type { Clock, CompiledRoute, Principal } from './types.js';
 
-export const AUTH_TEST_BODY = JSON.stringify({
-  success: { code: 202, message: 'This auth_token has access to use this method.', type: 'Accepted' },
-});
+export { AUTH_TEST_BODY };
 
 export interface AppDeps {
   clock: Clock;
   logger: Logger;
   metrics: Metrics;
-  verifier: TokenVerifier;
-  limiter: RateLimiter;
+  decider: Decider;
   forwarder: Forwarder;
+  /** `trusted_proxies`, compiled: whose X-Forwarded-* are kept. */
+  trusted: CidrList;
 }
 
-/** Per-request state, one mutable object shared by the stages of one request. */
+/** Per-request state, one mutable object shared by observe and the handler of one request. */
 export interface RequestState {
   requestId: string;
   startMs: number;
   method: string;
-  rawPath: string;
-  rawQuery: string;
+  url: string;
   route: CompiledRoute | null;
-  params: Record<string, string>;
-  token: string | undefined;
-  tokenSource: 'header' | 'query' | undefined;
   principal: Principal | undefined;
   limitKey: string | undefined;
   /** Headers every response of this request carries (request id, rate-limit state). */
   responseHeaders: Record<string, string>;
-  decision: Decision;
+  decision: DecisionLabel;
   reason: ErrorCode | undefined;
   status: number | undefined;
   upstreamMs: number | undefined;
@@ -77,7 +69,7 @@ type Env = { Bindings: HttpBindings & { upgrade?: { socket: Duplex; head: Buffer
 export interface Gateway {
   /** Hono's fetch, for @hono/node-server's getRequestListener (or app.request in tests). */
   fetch: (req: Request, env: Env['Bindings']) => Response | Promise<Response>;
-  /** The Node server's 'upgrade' listener: the same pipeline, then http-proxy's ws. */
+  /** The Node server's 'upgrade' listener for WebSocket upgrades: the same decision, then http-proxy's ws. */
   handleUpgrade: (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
   readonly loaded: LoadedConfig;
 }
@@ -100,58 +92,52 @@ export function endSocketWithResponse(socket: Duplex, status: number, headers: I
   lines.push(`content-length: ${bytes.length}`, 'connection: close', '', '');
   socket.end(Buffer.concat([Buffer.from(lines.join('\r\n')), bytes]));
 }
-const FALLBACK_ROUTE_ID = 'fallback';
-/** Shared by requests whose route has no parameters; never written to. */
-const NO_PARAMS: Record<string, string> = Object.freeze({}) as Record<string, string>;
+
+/** Marks requests that sent `Expect: 100-continue` (server.ts' checkContinue listener). */
+export const EXPECTS_CONTINUE: WeakSet<IncomingMessage> = new WeakSet();
 
 /**
- * Every Authorization value as sent. `req.headers` silently keeps only the first of repeated
- * Authorization headers; `headersDistinct` would build arrays for every header on every request.
+ * The facts of a Node request. One pass over the raw headers: `req.headers` silently keeps only
+ * the first of repeated Authorization and Host headers.
  */
-function authorizationValues(req: IncomingMessage): string[] | undefined {
+export function nodeFacts(req: IncomingMessage, clientIp: string): RequestFacts {
   const raw = req.rawHeaders;
-  let out: string[] | undefined;
+  let authorization: string[] | undefined;
+  let hostCount = 0;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
-    if (name.length === 13 && name.toLowerCase() === 'authorization') (out ??= []).push(raw[i + 1]!);
+    if (name.length === 13) {
+      if (name.toLowerCase() === 'authorization') (authorization ??= []).push(raw[i + 1]!);
+    } else if (name.length === 4 && name.toLowerCase() === 'host') hostCount++;
   }
-  return out;
+  return { method: req.method ?? 'GET', target: req.url ?? '/', authorization, hostCount, httpVersion: req.httpVersion, clientIp };
+}
+
+/** HTTP/1.1 requests carry a body only when they say so (RFC 9112 §6.3). */
+export function hasRequestBody(req: IncomingMessage): boolean {
+  if (req.headers['transfer-encoding'] !== undefined) return true;
+  const len = req.headers['content-length'];
+  return len !== undefined && len !== '0';
 }
 
 export function createApp(loaded: LoadedConfig, deps: AppDeps): Gateway {
-  const { config, routes } = loaded;
-  const { clock, logger, metrics, verifier, limiter, forwarder } = deps;
+  const { config } = loaded;
+  const { clock, logger, metrics, decider, forwarder, trusted } = deps;
   const renderOpts: RenderOptions = { realm: config.realm, docsUrl: config.docs_url };
-  const extractOpts: ExtractOptions = {
-    sources: config.tokens.sources,
-    queryParam: config.tokens.query_param,
-    maxTokenBytes: config.tokens.max_token_bytes,
-  };
-  const stripParams: ReadonlySet<string> = new Set([config.tokens.query_param, 'auth_test']);
   const redactParams = [config.tokens.query_param];
   const access = accessLogger(logger);
-  const fallbackRoute: CompiledRoute | null =
-    config.fallback === 'authenticated'
-      ? { id: FALLBACK_ROUTE_ID, config: { path: '/*', public: false }, methods: null, params: [], upstream: 'default', index: -1 }
-      : null;
 
   // ── observe: request id, timing, metrics and the access log line, around everything ────────
   const observe: MiddlewareHandler<Env> = async (c, next) => {
     const incoming = c.env.incoming;
-    const url = incoming.url ?? '/';
-    const q = url.indexOf('?');
     const requestId = requestIdOf(incoming.headers['x-request-id']);
     // Every field is present from the start: one object shape for every request.
     const rc: RequestState = {
       requestId,
       startMs: clock(),
       method: incoming.method ?? 'GET',
-      rawPath: q === -1 ? url : url.slice(0, q),
-      rawQuery: q === -1 ? '' : url.slice(q + 1),
+      url: incoming.url ?? '/',
       route: null,
-      params: NO_PARAMS,
-      token: undefined,
-      tokenSource: undefined,
       principal: undefined,
       limitKey: undefined,
       responseHeaders: { 'x-request-id': requestId },
@@ -176,7 +162,7 @@ export function createApp(loaded: LoadedConfig, deps: AppDeps): Gateway {
         {
           request_id: rc.requestId,
           method: rc.method,
-          path: redactUrl(url, redactParams),
+          path: redactUrl(rc.url, redactParams),
           route: routeId,
           status,
           decision: rc.decision,
@@ -194,113 +180,59 @@ export function createApp(loaded: LoadedConfig, deps: AppDeps): Gateway {
     }
   };
 
-  // ── the pipeline, in SPEC §1's order; a stage refuses by throwing a GatewayError ────────────
-  // One Hono handler runs the stages in sequence, awaiting only where a stage really waits (a
-  // token not yet in the cache, a Redis round trip, the upstream): a middleware per stage cost
-  // an extra promise and microtask turn each, measurable at proxy speed.
-  const pipeline: MiddlewareHandler<Env> = async (c) => {
+  // ── the handler: facts → decision → response; awaits only where the decision waits ──────────
+  const handle: MiddlewareHandler<Env> = async (c) => {
     const rc = c.get('rc');
-    // 1–2: path safety, route match
-    route(rc);
-    if (rc.route!.config.public) {
-      rc.decision = 'public';
-      return proxy(c, rc);
+    const incoming = c.env.incoming;
+    let d: Decision | Promise<Decision> = decider.decide(nodeFacts(incoming, rc.clientIp));
+    if (d instanceof Promise) d = await d;
+    rc.route = d.route;
+    rc.principal = d.principal;
+    rc.limitKey = d.limitKey;
+    if (d.kind === 'forward') {
+      rc.decision = d.outcome;
+      if (d.responseHeaders !== undefined) Object.assign(rc.responseHeaders, d.responseHeaders);
+      return proxy(c, rc, d);
     }
-    // 3–4: token extraction and verification (synchronous for a token already in the cache)
-    extract(c.env.incoming, rc);
-    rc.principal = verifier.cached(rc.token!) ?? (await verifier.verify(rc.token!));
-    // 5: client type, scopes, room binding; a refusal still spends one unit of budget
-    const denied = rc.route!.id === FALLBACK_ROUTE_ID ? null : authorize(rc.route!, rc.principal, rc.params);
-    if (denied) {
-      const spent = limit(rc, true, false);
-      if (spent) await spent;
-      throw denied;
-    }
-    // 6: auth_test probes are answered here, reading the budget without spending it
-    if (isAuthTest(rc.rawQuery)) {
-      const read = limit(rc, false, true);
-      if (read) await read;
+    const r = decider.render(d);
+    rc.status = r.status;
+    if (d.kind === 'answer') {
       rc.decision = 'auth_test';
-      rc.status = 202;
-      return new Response(AUTH_TEST_BODY, { status: 202, headers: { 'content-type': 'application/json', ...rc.responseHeaders } });
+    } else {
+      rc.decision = 'denied';
+      rc.reason = d.error.code;
+      if (d.error.status >= 500) logger.warn({ request_id: rc.requestId, reason: d.error.code, why: d.error.detail.why }, 'gateway refused with 5xx');
     }
-    // 7: rate limit
-    const counted = limit(rc, true, true);
-    if (counted) await counted;
-    // 8: proxy
-    rc.decision = 'allowed';
-    return proxy(c, rc);
+    const headers: Record<string, string> = { ...r.headers, ...rc.responseHeaders };
+    // A refusal is sent at once and the body is not read (no 100 Continue was sent): the
+    // connection cannot carry another request after it.
+    if (EXPECTS_CONTINUE.has(incoming) && hasRequestBody(incoming) && !incoming.complete) headers['connection'] = 'close';
+    return new Response(r.body, { status: r.status, headers });
   };
 
-  function route(rc: RequestState): void {
-    if (!rc.rawPath.startsWith('/')) throw new GatewayError('bad_request', { why: 'request target must be an absolute path' });
-    const unsafe = checkPathSafety(rc.rawPath);
-    if (unsafe) throw new GatewayError('bad_request', { why: unsafe });
-    const m = matchRoute(routes, rc.method, rc.rawPath);
-    if (m.kind === 'match') {
-      rc.route = m.route;
-      rc.params = m.params;
-    } else if (fallbackRoute) {
-      rc.route = fallbackRoute;
-    } else if (m.kind === 'method_not_allowed') {
-      throw new GatewayError('method_not_allowed', { allow: m.allow });
-    } else {
-      throw new GatewayError('route_not_found');
-    }
-  }
-
-  function extract(incoming: IncomingMessage, rc: RequestState): void {
-    const { token, source } = extractToken(authorizationValues(incoming), rc.rawQuery, extractOpts);
-    rc.token = token;
-    rc.tokenSource = source;
-  }
-
-  /** Counts (or, for auth_test, reads) the request's windows; a promise only when the store is remote. */
-  function limit(rc: RequestState, consume: boolean, enforce: boolean): Promise<void> | undefined {
-    const d = limiter.check({ principal: rc.principal!, token: rc.token!, route: rc.route, params: rc.params, consume });
-    if (d instanceof Promise) return d.then((decided) => applyLimit(rc, decided, enforce));
-    applyLimit(rc, d, enforce);
-    return undefined;
-  }
-
-  function applyLimit(rc: RequestState, d: LimitDecision, enforce: boolean): void {
-    rc.limitKey = d.key;
-    Object.assign(rc.responseHeaders, d.headers);
-    if (d.storeError) {
-      metrics.rateLimitStoreErrors.inc({ store: limiter.store.kind });
-      logger.warn(
-        { request_id: rc.requestId, err: d.storeError.message },
-        d.error ? 'rate-limit store error; refusing (on_store_error: closed)' : 'rate-limit store error; forwarding (on_store_error: open)',
-      );
-    }
-    if (enforce && d.error) {
-      if (d.limited) metrics.rateLimited.inc({ route: rc.route?.id ?? 'unmatched', kind: d.limited });
-      throw d.error;
-    }
-  }
-
   // ── 8: proxy (HTTP through undici, WebSocket through http-proxy) ────────────────────────────
-  async function proxy(c: Context<Env>, rc: RequestState): Promise<Response> {
+  async function proxy(c: Context<Env>, rc: RequestState, d: ForwardDecision): Promise<Response> {
     const incoming = c.env.incoming;
-    const query = stripQueryParams(rc.rawQuery, stripParams);
     const opts = {
-      upstream: rc.route!.upstream,
-      pathAndQuery: query ? `${rc.rawPath}?${query}` : rc.rawPath,
+      upstream: d.upstream,
+      pathAndQuery: d.pathAndQuery,
       headers: buildUpstreamHeaders(incoming.headers, {
         identityPrefix: config.tokens.identity_header_prefix,
-        principal: rc.principal,
-        token: rc.token,
+        principal: d.principal,
+        token: d.token,
         forwardToken: config.tokens.forward_token,
         requestId: rc.requestId,
         clientIp: rc.clientIp,
         proto: 'http',
         host: incoming.headers.host,
+        trustedPeer: trusted.contains(rc.clientIp),
+        underscoreHeaders: config.listen.underscore_headers,
       }),
       responseHeaders: rc.responseHeaders,
     };
     // Public routes check no token, so whatever credentials the client sent (e.g. Basic for a
     // token endpoint) are the upstream's business and pass through untouched.
-    if (!rc.principal && incoming.headers.authorization !== undefined) opts.headers['authorization'] = incoming.headers.authorization;
+    if (!d.principal && incoming.headers.authorization !== undefined) opts.headers['authorization'] = incoming.headers.authorization;
     if (rc.upgrade) {
       // The client may have left while its token was being verified: don't open a tunnel for nobody.
       if (rc.upgrade.socket.destroyed) {
@@ -311,64 +243,69 @@ export function createApp(loaded: LoadedConfig, deps: AppDeps): Gateway {
       rc.status = 101;
       return RESPONSE_ALREADY_SENT;
     }
+    // Expect: 100-continue is answered only now, once the request is allowed.
+    if (EXPECTS_CONTINUE.has(incoming) && !c.env.outgoing.headersSent) c.env.outgoing.writeContinue();
     const result = await forwarder.forward(incoming, c.env.outgoing, opts);
     rc.status = result.status;
     rc.upstreamMs = result.upstreamMs;
     const upstreamError = result.error?.code === 'upstream_unavailable' || result.error?.code === 'upstream_timeout' ? result.error.code : undefined;
     // Duration until response headers, or until the failure: both are what the upstream cost.
     metrics.observeUpstream({
-      route: rc.route!.id,
-      upstream: rc.route!.upstream,
+      route: d.route.id,
+      upstream: d.upstream,
       ...(result.aborted ? {} : { seconds: result.upstreamMs / 1000 }),
       ...(upstreamError ? { error: upstreamError } : {}),
     });
     if (result.error) {
-      rc.decision = 'upstream_error';
+      rc.decision = result.error.code === 'request_timeout' ? 'denied' : 'upstream_error';
       rc.reason = result.error.code;
     }
     return RESPONSE_ALREADY_SENT;
   }
 
   const app = new Hono<Env>();
-  app.all('*', observe, pipeline);
+  app.all('*', observe, handle);
 
+  // Only unexpected exceptions land here: every refusal is a decision. They are bugs: logged with
+  // their stack, counted, and answered 500 without details.
   app.onError((err, c) => {
     const rc = c.get('rc');
-    let gerr: GatewayError;
-    if (isGatewayError(err)) {
-      gerr = err;
-      if (gerr.code === 'keys_unavailable' || gerr.status >= 500) {
-        logger.warn({ request_id: rc?.requestId, reason: gerr.code, why: gerr.detail.why }, 'gateway refused with 5xx');
-      }
-    } else {
-      logger.error({ request_id: rc?.requestId, err }, 'unexpected error in pipeline');
-      gerr = new GatewayError('internal_error');
-    }
-    const r = renderError(gerr, renderOpts);
+    metrics.internalErrors.inc();
+    logger.error({ request_id: rc?.requestId, err }, 'unexpected error in the request handler');
+    const r = renderError(new GatewayError('internal_error'), renderOpts);
     if (rc) {
       rc.status = r.status;
-      rc.reason = gerr.code;
+      rc.reason = 'internal_error';
       rc.decision = 'denied';
     }
-    return new Response(r.body, { status: r.status, headers: { ...r.headers, ...(rc?.responseHeaders ?? {}) } });
+    return new Response(r.body, { status: r.status, headers: { ...r.headers, ...(rc?.responseHeaders ?? {}), connection: 'close' } });
   });
 
   // Hono answers HEAD by running the GET handler and rebuilding the Response, which loses
-  // RESPONSE_ALREADY_SENT. The stages read the method from the Node request, so Hono may see GET.
+  // RESPONSE_ALREADY_SENT. The handler reads the method from the Node request, so Hono may see GET.
   const fetch = (req: Request, env: Env['Bindings']) => app.fetch(req.method === 'HEAD' ? new Request(req.url, { method: 'GET' }) : req, env);
 
+  // Hono only needs a Request to dispatch on; every fact comes from the Node request. A fixed URL
+  // and GET keep Request's own validation (forbidden methods, unparseable targets) out of the way.
+  const UPGRADE_REQUEST_URL = 'http://gateway/';
   const handleUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on('error', () => socket.destroy());
-    const request = new Request(`http://gateway${req.url?.startsWith('/') ? '' : '/'}${req.url ?? '/'}`, { method: req.method ?? 'GET' });
-    Promise.resolve(app.fetch(request, { incoming: req, outgoing: undefined as never, upgrade: { socket, head } }))
-      .then(async (res) => {
-        if (res === RESPONSE_ALREADY_SENT || res.headers.get('x-hono-already-sent')) return;
-        endSocketWithResponse(socket, res.status, res.headers.entries(), Buffer.from(await res.arrayBuffer()));
-      })
-      .catch((err: unknown) => {
-        logger.error({ err }, 'upgrade pipeline failed');
-        socket.destroy();
-      });
+    try {
+      Promise.resolve(app.fetch(new Request(UPGRADE_REQUEST_URL), { incoming: req, outgoing: undefined as never, upgrade: { socket, head } }))
+        .then(async (res) => {
+          if (res === RESPONSE_ALREADY_SENT || res.headers.get('x-hono-already-sent')) return;
+          endSocketWithResponse(socket, res.status, res.headers.entries(), Buffer.from(await res.arrayBuffer()));
+        })
+        .catch((err: unknown) => {
+          metrics.internalErrors.inc();
+          logger.error({ err }, 'upgrade handler failed');
+          socket.destroy();
+        });
+    } catch (err) {
+      metrics.internalErrors.inc();
+      logger.error({ err }, 'upgrade handler failed');
+      socket.destroy();
+    }
   };
 
   return { fetch, handleUpgrade, loaded };

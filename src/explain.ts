@@ -1,26 +1,25 @@
 /**
- * `scopegate explain`: the offline decision trace for one request. It runs the same stage
- * functions as the gateway (path safety, match, extract, verify, authorize, auth_test) in the
- * same order, without an upstream or rate-limit state, and predicts the status and body the
- * gateway would answer. The token itself is never printed.
+ * `scopegate explain`: the offline decision trace for one request. It runs the gateway's own
+ * decision (core/decide.ts) with a tracer and a rate limiter that only reads a fresh window, so
+ * there is one pipeline in the code base; this file only puts each traced step into words and
+ * predicts the status and body the gateway would answer. The token itself is never printed.
  *
  * @example
  *   const r = await explain(loaded, { method: 'POST', url: '/v2/room/42/notification', token });
  *   process.stdout.write(formatExplanation(r)); // exit code: r.allowed ? 0 : 1
  */
 import { decodeJwt, decodeProtectedHeader } from 'jose';
-import { extractToken } from './auth/extract-token.js';
 import { createTokenVerifier } from './auth/verify-token.js';
-import { allowedClientTypes, authorize, isAuthTest, isRoomBound } from './authz/authorize.js';
-import { AUTH_TEST_BODY } from './app.js';
+import { allowedClientTypes, isRoomBound } from './authz/authorize.js';
 import type { LoadedConfig } from './config/load.js';
 import type { IssuerConfig } from './config/schema.js';
-import { GatewayError, renderError } from './errors.js';
+import { AUTH_TEST_BODY, createDecider, type RequestFacts, type TraceEvent } from './core/decide.js';
+import type { GatewayError } from './errors.js';
 import { redactUrl, REDACTED, tokenFingerprint } from './observability/logger.js';
-import { stripQueryParams } from './proxy/upstream-headers.js';
+import { createMemoryStore } from './ratelimit/memory-store.js';
+import { createRateLimiter, type RateLimiter } from './ratelimit/policy.js';
 import { compileRoutes } from './routing/compile-routes.js';
 import { matchRoute } from './routing/match-route.js';
-import { checkPathSafety } from './routing/path-safety.js';
 import { systemClock, type Clock } from './types.js';
 
 export interface ExplainStep {
@@ -58,13 +57,14 @@ async function explainRaw(
   const { config, routes } = loaded;
   const method = req.method.toUpperCase();
   // Accept a full URL or a path; only the path and query matter.
-  const target = /^[a-z]+:\/\//i.test(req.url) ? req.url.replace(/^[a-z]+:\/\/[^/?#]*/i, '') || '/' : req.url;
+  let target = /^[a-z]+:\/\//i.test(req.url) ? req.url.replace(/^[a-z]+:\/\/[^/?#]*/i, '') || '/' : req.url;
+  const tokenParam = config.tokens.query_param;
+  if (req.token !== undefined && req.tokenIn === 'query') target += `${target.includes('?') ? '&' : '?'}${tokenParam}=${encodeURIComponent(req.token)}`;
   const q = target.indexOf('?');
   const rawPath = q === -1 ? target : target.slice(0, q);
-  const rawQuery = q === -1 ? '' : target.slice(q + 1);
   const steps: ExplainStep[] = [];
   // What is shown of the request: a token in the query (or anywhere JWT-shaped) is redacted.
-  const shown = redactUrl(q === -1 ? rawPath : `${rawPath}?${rawQuery}`, [config.tokens.query_param]);
+  const shown = redactUrl(target, [tokenParam]);
   const sq = shown.indexOf('?');
   const out: Explanation = {
     request: { method, path: sq === -1 ? shown : shown.slice(0, sq), query: sq === -1 ? '' : shown.slice(sq + 1) },
@@ -73,132 +73,149 @@ async function explainRaw(
     decision: 'denied',
     response: null,
   };
-  const renderOpts = { realm: config.realm, docsUrl: config.docs_url };
 
-  const deny = (err: GatewayError): Explanation => {
-    const r = renderError(err, renderOpts);
-    out.response = { status: r.status, reason: err.code, body: JSON.parse(r.body) as unknown, headers: r.headers };
-    return out;
+  // The gateway's own decision (core/decide.ts), with a limiter that only reads a fresh window:
+  // one pipeline in the code base, traced step by step.
+  const verifier = await createTokenVerifier(config.tokens, { clock, baseDir: loaded.baseDir });
+  const real = createRateLimiter(config.rate_limit, { store: createMemoryStore({ maxKeys: 16, clock }), clock });
+  const limiter: RateLimiter = { store: real.store, check: (input) => real.check({ ...input, consume: false }) };
+  const decider = createDecider(loaded, { clock, verifier, limiter });
+  const facts: RequestFacts = {
+    method,
+    target,
+    authorization: req.token !== undefined && req.tokenIn !== 'query' ? [`Bearer ${req.token}`] : undefined,
+    clientIp: '127.0.0.1',
   };
+  const d = await decider.decide(facts, (e) => {
+    const step = describeStep(e, { method, rawPath, routes, config });
+    if (step) steps.push(...step);
+  });
 
-  const unsafe = rawPath.startsWith('/') ? checkPathSafety(rawPath) : 'request target must be an absolute path';
-  steps.push({ step: 'path_safety', ok: !unsafe, detail: unsafe ?? 'path is safe' });
-  if (unsafe) return deny(new GatewayError('bad_request', { why: unsafe }));
-
-  const m = matchRoute(routes, method, rawPath);
-  const others: string[] = [];
-  for (const r of routes.routes) {
-    if (m.kind === 'match' && r === m.route) continue;
-    const alone = matchRoute(compileRoutes([r.config]), method, rawPath);
-    if (alone.kind === 'match') others.push(`${r.id} (${r.config.path}) also matches but is less specific`);
-    else if (alone.kind === 'method_not_allowed') others.push(`${r.id} (${r.config.path}) matches the path but not ${method}`);
+  if (d.route) {
+    const upstreamName = d.route.upstream;
+    const pathAndQuery = d.kind === 'forward' ? d.pathAndQuery : rawPath;
+    out.upstream = { name: upstreamName, url: config.upstreams[upstreamName]?.url ?? '', pathAndQuery };
   }
-  let route;
-  let params: Record<string, string> = {};
-  if (m.kind === 'match') {
-    route = m.route;
-    params = m.params;
-    const p = Object.entries(params).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(', ');
-    steps.push({ step: 'route', ok: true, detail: `matched ${route.id} (${route.config.path})${p ? ` with ${p}` : ''}${others.length ? `; ${others.join('; ')}` : ''}` });
-  } else if (config.fallback === 'authenticated') {
-    steps.push({ step: 'route', ok: true, detail: `no route matches; fallback: authenticated forwards any valid token to upstream "default"` });
-  } else if (m.kind === 'method_not_allowed') {
-    steps.push({ step: 'route', ok: false, detail: `the path is known but ${method} is not allowed (Allow: ${m.allow.join(', ')})` });
-    return deny(new GatewayError('method_not_allowed', { allow: m.allow }));
-  } else {
-    steps.push({ step: 'route', ok: false, detail: 'no route matches this path (fallback: deny)' });
-    return deny(new GatewayError('route_not_found'));
-  }
-
-  const upstreamName = route?.upstream ?? 'default';
-  const query = stripQueryParams(rawQuery, new Set([config.tokens.query_param, 'auth_test']));
-  out.upstream = { name: upstreamName, url: config.upstreams[upstreamName]!.url, pathAndQuery: query ? `${rawPath}?${query}` : rawPath };
-
-  if (route?.config.public) {
-    steps.push({ step: 'proxy', ok: true, detail: `public route: no token checked; forwarded to ${upstreamName}` });
+  if (d.kind === 'forward') {
+    steps.push({
+      step: 'proxy',
+      ok: true,
+      detail: d.outcome === 'public' ? `public route: no token checked; forwarded to ${d.upstream}` : `forwarded to ${d.upstream} ${out.upstream?.url ?? ''}${d.pathAndQuery}`,
+    });
     out.allowed = true;
-    out.decision = 'public';
+    out.decision = d.outcome === 'public' ? 'public' : 'forward';
     return out;
   }
+  const r = decider.render(d);
+  const headers = Object.fromEntries(Object.entries(r.headers).filter(([k]) => !/^(x-ratelimit|ratelimit|x-floodcontrol)/i.test(k)));
+  if (d.kind === 'answer') {
+    out.allowed = true;
+    out.decision = 'auth_test';
+    out.response = { status: 202, body: JSON.parse(AUTH_TEST_BODY) as unknown, headers };
+    return out;
+  }
+  out.response = { status: r.status, reason: d.error.code, body: JSON.parse(r.body) as unknown, headers };
+  return out;
+}
 
-  try {
-    const headerValues = req.token !== undefined && req.tokenIn !== 'query' ? [`Bearer ${req.token}`] : undefined;
-    const query2 = req.token !== undefined && req.tokenIn === 'query' ? `${rawQuery ? `${rawQuery}&` : ''}${config.tokens.query_param}=${encodeURIComponent(req.token)}` : rawQuery;
-    const { token, source } = extractToken(headerValues, query2, {
-      sources: config.tokens.sources,
-      queryParam: config.tokens.query_param,
-      maxTokenBytes: config.tokens.max_token_bytes,
-    });
-    steps.push({ step: 'token', ok: true, detail: `token from ${source} (fingerprint ${tokenFingerprint(token)}, ${token.length} bytes${describeUnverified(token, config.tokens.issuers)})` });
+interface StepContext {
+  method: string;
+  rawPath: string;
+  routes: LoadedConfig['routes'];
+  config: LoadedConfig['config'];
+}
 
-    const verifier = await createTokenVerifier(config.tokens, { clock, baseDir: loaded.baseDir });
-    const p = await verifier.verify(token);
-    steps.push({
-      step: 'verify',
-      ok: true,
-      detail: `valid, issuer ${p.issuerName}${p.iss ? ` (iss ${p.iss})` : ''}; subject ${p.subject ?? '(none)'}, client type ${p.clientType || '(none)'}${p.room ? `, room ${p.room}` : ''}${p.roomName ? ` / "${p.roomName}"` : ''}${p.exp ? `, expires ${new Date(p.exp * 1000).toISOString()}` : ', no expiry'}`,
-    });
-
-    if (route) {
+/** Words for one traced step of the decision; the decision itself is core/decide.ts'. */
+function describeStep(e: TraceEvent, ctx: StepContext): ExplainStep[] | null {
+  const why = (err: GatewayError | undefined) => (err ? `${err.code}${err.detail.why ? `: ${err.detail.why}` : ''}` : '');
+  switch (e.step) {
+    case 'path_safety':
+      return [{ step: 'path_safety', ok: e.ok, detail: e.ok ? 'path is safe' : (e.error?.detail.why ?? 'unsafe request target') }];
+    case 'route': {
+      const m = e.match!;
+      if (!e.ok) {
+        return [{
+          step: 'route',
+          ok: false,
+          detail: m.kind === 'method_not_allowed' ? `the path is known but ${ctx.method} is not allowed (Allow: ${m.allow.join(', ')})` : 'no route matches this path (fallback: deny)',
+        }];
+      }
+      if (e.fallback) return [{ step: 'route', ok: true, detail: 'no route matches; fallback: authenticated forwards any valid token to upstream "default"' }];
+      if (m.kind !== 'match') return null;
+      const others: string[] = [];
+      for (const r of ctx.routes.routes) {
+        if (r === m.route) continue;
+        const alone = matchRoute(compileRoutes([r.config]), ctx.method, ctx.rawPath);
+        if (alone.kind === 'match') others.push(`${r.id} (${r.config.path}) also matches but is less specific`);
+        else if (alone.kind === 'method_not_allowed') others.push(`${r.id} (${r.config.path}) matches the path but not ${ctx.method}`);
+      }
+      const p = Object.entries(m.params).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(', ');
+      return [{ step: 'route', ok: true, detail: `matched ${m.route.id} (${m.route.config.path})${p ? ` with ${p}` : ''}${others.length ? `; ${others.join('; ')}` : ''}` }];
+    }
+    case 'token':
+      if (!e.ok) return [{ step: 'token', ok: false, detail: why(e.error) }];
+      return [{ step: 'token', ok: true, detail: `token from ${e.tokenSource} (fingerprint ${tokenFingerprint(e.token!)}, ${e.token!.length} bytes${describeUnverified(e.token!, ctx.config.tokens.issuers)})` }];
+    case 'verify': {
+      if (!e.ok) return [{ step: 'verify', ok: false, detail: why(e.error) }];
+      const p = e.principal!;
+      return [{
+        step: 'verify',
+        ok: true,
+        detail: `valid, issuer ${p.issuerName}${p.iss ? ` (iss ${p.iss})` : ''}; subject ${p.subject ?? '(none)'}, client type ${p.clientType || '(none)'}${p.room ? `, room ${p.room}` : ''}${p.roomName ? ` / "${p.roomName}"` : ''}${p.exp ? `, expires ${new Date(p.exp * 1000).toISOString()}` : ', no expiry'}`,
+      }];
+    }
+    case 'authorize': {
+      const m = e.match!;
+      const p = e.principal!;
+      if (m.kind !== 'match') return [{ step: 'client_type', ok: true, detail: 'fallback route: any valid token passes' }];
+      const route = m.route;
+      const denied = e.error;
+      const out: ExplainStep[] = [];
       const allowedTypes = allowedClientTypes(route);
       const scopesNeeded = route.config.scopes ?? route.config.scopes_all ?? [];
-      const denied = authorize(route, p, params);
-      steps.push({
-        step: 'client_type',
-        ok: !denied || denied.code !== 'client_type_forbidden',
-        detail: `token is ${p.clientType || '(none)'}; route allows ${allowedTypes.join(', ')}`,
+      out.push({ step: 'client_type', ok: denied?.code !== 'client_type_forbidden', detail: `token is ${p.clientType || '(none)'}; route allows ${allowedTypes.join(', ')}` });
+      if (denied?.code === 'client_type_forbidden') return withSpend(out, denied);
+      out.push({
+        step: 'scopes',
+        ok: denied?.code !== 'scope_insufficient',
+        detail: scopesNeeded.length
+          ? `token holds [${p.scopes.join(' ')}]; route needs ${route.config.scopes_all ? 'all' : 'any one'} of [${scopesNeeded.join(' ')}]`
+          : `route needs no scope; token holds [${p.scopes.join(' ')}]`,
       });
-      if (denied?.code !== 'client_type_forbidden') {
-        steps.push({
-          step: 'scopes',
-          ok: !denied || denied.code !== 'scope_insufficient',
-          detail: scopesNeeded.length
-            ? `token holds [${p.scopes.join(' ')}]; route needs ${route.config.scopes_all ? 'all' : 'any one'} of [${scopesNeeded.join(' ')}]`
-            : `route needs no scope; token holds [${p.scopes.join(' ')}]`,
-        });
-      }
-      if (!denied || denied.code === 'room_forbidden') {
-        const rp = route.config.room_param;
-        steps.push({
-          step: 'room',
-          ok: !denied,
-          detail: !rp
-            ? 'route has no room binding'
-            : !isRoomBound(p)
-              ? `route binds {${rp}}, but the token is not bound to a room`
-              : `token bound to room ${p.room ?? '(none)'}${p.roomName ? ` / "${p.roomName}"` : ''}; path {${rp}} = "${params[rp] ?? ''}"`,
-        });
-      }
-      if (denied) {
-        steps.push({ step: 'rate_limit', ok: true, detail: 'a refused authenticated request still spends one unit of the token budget' });
-        return deny(denied);
-      }
-    } else {
-      steps.push({ step: 'client_type', ok: true, detail: 'fallback route: any valid token passes' });
+      if (denied?.code === 'scope_insufficient') return withSpend(out, denied);
+      const rp = route.config.room_param;
+      out.push({
+        step: 'room',
+        ok: !denied,
+        detail: !rp
+          ? 'route has no room binding'
+          : !isRoomBound(p)
+            ? `route binds {${rp}}, but the token is not bound to a room`
+            : `token bound to room ${p.room ?? '(none)'}${p.roomName ? ` / "${p.roomName}"` : ''}; path {${rp}} = "${m.params[rp] ?? ''}"`,
+      });
+      return denied ? withSpend(out, denied) : out;
     }
-
-    if (isAuthTest(rawQuery)) {
-      steps.push({ step: 'auth_test', ok: true, detail: 'auth_test=true: the gateway answers 202 itself, upstream not contacted, budget read not spent' });
-      out.allowed = true;
-      out.decision = 'auth_test';
-      out.response = { status: 202, body: JSON.parse(AUTH_TEST_BODY) as unknown, headers: { 'content-type': 'application/json' } };
-      return out;
+    case 'auth_test':
+      if (!e.ok) return [{ step: 'auth_test', ok: false, detail: why(e.error) }];
+      return e.probe ? [{ step: 'auth_test', ok: true, detail: 'auth_test=true: the gateway answers 202 itself, upstream not contacted, budget read not spent' }] : null;
+    case 'rate_limit': {
+      if (!ctx.config.rate_limit.enabled) return [{ step: 'rate_limit', ok: true, detail: 'rate limiting disabled' }];
+      const l = e.limit;
+      const limit = l?.headers['X-Ratelimit-Limit'];
+      return [{
+        step: 'rate_limit',
+        ok: e.ok,
+        detail: e.ok
+          ? `spends one unit of ${limit ?? 'the'} per window (a fresh window is assumed offline; 429 when it is exhausted)`
+          : why(e.error),
+      }];
     }
-    steps.push({
-      step: 'rate_limit',
-      ok: true,
-      detail: config.rate_limit.enabled ? 'not evaluated offline (spends one unit; 429 when the window is exhausted)' : 'rate limiting disabled',
-    });
-    steps.push({ step: 'proxy', ok: true, detail: `forwarded to ${upstreamName} ${out.upstream.url}${out.upstream.pathAndQuery}` });
-    out.allowed = true;
-    out.decision = 'forward';
-    return out;
-  } catch (e) {
-    if (!(e instanceof GatewayError)) throw e;
-    const step: ExplainStep['step'] = ['token_missing', 'token_conflict'].includes(e.code) || (e.code === 'token_malformed' && !steps.some((s) => s.step === 'token')) ? 'token' : 'verify';
-    steps.push({ step, ok: false, detail: `${e.code}${e.detail.why ? `: ${e.detail.why}` : ''}` });
-    return deny(e);
   }
+}
+
+function withSpend(steps: ExplainStep[], _denied: GatewayError): ExplainStep[] {
+  steps.push({ step: 'rate_limit', ok: true, detail: 'a refused authenticated request still spends one unit of the token budget' });
+  return steps;
 }
 
 /** Unverified header facts (alg, kid) and the issuer its `iss` selects: what the verifier will try. */

@@ -13,7 +13,10 @@ import type { AddressInfo } from 'node:net';
 import { getRequestListener } from '@hono/node-server';
 import type { Logger } from 'pino';
 import { createAdminApp, type ReadinessCheck } from './admin.js';
-import { createApp, endSocketWithResponse, requestIdOf, type Gateway } from './app.js';
+import type { Duplex } from 'node:stream';
+import { createApp, endSocketWithResponse, EXPECTS_CONTINUE, requestIdOf, type Gateway } from './app.js';
+import { createDecider } from './core/decide.js';
+import { compileCidrs } from './net/cidr.js';
 import { createTokenVerifier, type TokenVerifier } from './auth/verify-token.js';
 import { loadConfigFile, type LoadedConfig } from './config/load.js';
 import type { GatewayConfig } from './config/schema.js';
@@ -71,6 +74,59 @@ function storeIdentity(cfg: GatewayConfig): string {
   return r.store === 'redis' ? `redis|${r.redis_url}|${r.key_prefix}|${r.redis_timeout_ms}` : 'memory';
 }
 
+/** A WebSocket handshake (RFC 6455 §4.1): GET with `Upgrade: websocket`. Every other Upgrade is plain HTTP. */
+export function isWebSocketUpgrade(req: http.IncomingMessage): boolean {
+  const up = req.headers.upgrade;
+  return req.method === 'GET' && typeof up === 'string' && up.trim().toLowerCase() === 'websocket';
+}
+
+/**
+ * Node before 24.9 hands every request with `Connection: Upgrade` to the 'upgrade' listener, with
+ * the parser detached. An Upgrade that is not a WebSocket handshake is handled as the ordinary
+ * request it also is: a ServerResponse on the raw socket (closed after the answer), and a
+ * Content-Length body fed from the bytes after the head. A chunked body cannot be framed without
+ * the parser: such a request is refused with 400 before anything is decided.
+ */
+function handleAsPlainRequest(
+  req: http.IncomingMessage,
+  socket: Duplex,
+  head: Buffer,
+  listener: (req: http.IncomingMessage, res: http.ServerResponse) => void,
+  refuse: (req: http.IncomingMessage, res: http.ServerResponse, why: string) => void,
+): void {
+  socket.on('error', () => socket.destroy());
+  const res = new http.ServerResponse(req);
+  res.shouldKeepAlive = false;
+  res.assignSocket(socket as import('node:net').Socket);
+  res.on('finish', () => {
+    res.detachSocket(socket as import('node:net').Socket);
+    socket.end();
+  });
+  if (req.headers['transfer-encoding'] !== undefined) return refuse(req, res, 'a chunked body together with Upgrade cannot be framed');
+  const declared = Number(req.headers['content-length'] ?? 0);
+  let left = Number.isSafeInteger(declared) && declared > 0 ? declared : 0;
+  const feed = (chunk: Buffer): void => {
+    if (left === 0) return;
+    const part = chunk.subarray(0, left);
+    left -= part.length;
+    if (part.length > 0 && !req.push(part)) socket.pause();
+    if (left === 0) {
+      socket.off('data', feed);
+      (req as { complete: boolean }).complete = true;
+      req.push(null);
+    }
+  };
+  if (left === 0) {
+    (req as { complete: boolean }).complete = true;
+    req.push(null);
+  } else {
+    // IncomingMessage._read resumes the socket when the consumer wants more.
+    feed(head);
+    if (left > 0) socket.on('data', feed);
+  }
+  listener(req, res);
+}
+
 export async function startGateway(opts: StartOptions): Promise<RunningGateway> {
   const clock = opts.clock ?? systemClock;
   const logger = opts.logger ?? createLogger();
@@ -114,7 +170,23 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
       clock,
       onUpstreamError: (err, code) => logger.warn({ reason: code, err: err.message }, 'upstream error'),
     });
-    const gateway = createApp(loaded, { clock, logger, metrics, verifier, limiter, forwarder });
+    const decider = createDecider(loaded, {
+      clock,
+      verifier,
+      limiter,
+      observer: {
+        storeError: (err, refused) => {
+          metrics.rateLimitStoreErrors.inc({ store: store.kind });
+          logger.warn(
+            { err: err.message },
+            refused ? 'rate-limit store error; refusing (on_store_error: closed)' : 'rate-limit store error; forwarding (on_store_error: open)',
+          );
+        },
+        rateLimited: (route, kind) => metrics.rateLimited.inc({ route, kind }),
+      },
+    });
+    const trusted = compileCidrs(cfg.trusted_proxies);
+    const gateway = createApp(loaded, { clock, logger, metrics, decider, forwarder, trusted });
     return { loaded, gateway, verifier, forwarder, store, storeKey };
   };
 
@@ -173,8 +245,46 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
       arriving = undefined;
     }
   };
-  const server = http.createServer({ keepAliveTimeout: 65_000, requestTimeout: 0 }, listener);
-  server.on('upgrade', (req, socket, head) => gen.gateway.handleUpgrade(req, socket, head));
+  const lc = cfg0.listen;
+  const server = http.createServer(
+    {
+      // Slow clients are bounded (SPEC §1.8): the head within header_timeout_ms (Node answers 408
+      // through clientError below), a keep-alive connection idle for idle_timeout_ms is closed.
+      // No bound on the whole request: a long upload that keeps moving is legitimate; pauses
+      // inside a body are the forwarder's body_idle_timeout_ms.
+      headersTimeout: lc.header_timeout_ms,
+      requestTimeout: 0,
+      keepAliveTimeout: lc.idle_timeout_ms,
+      connectionsCheckingInterval: Math.min(1000, Math.max(50, Math.floor(lc.header_timeout_ms / 4))),
+      // A request without Host gets the gateway's own 400 (with the envelope and X-Request-Id),
+      // not Node's bare one.
+      requireHostHeader: false,
+      // Node ≥ 24.9 / 22.21: only a GET to websocket is an upgrade; anything else (h2c, TRACE with
+      // Upgrade) stays an ordinary request with its parser intact. Older Node ignores the option:
+      // handleNodeUpgrade below does the same by hand.
+      shouldUpgradeCallback: isWebSocketUpgrade,
+    } as http.ServerOptions,
+    listener,
+  );
+  server.maxConnections = lc.max_connections;
+  server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+    if (isWebSocketUpgrade(req)) return gen.gateway.handleUpgrade(req, socket, head);
+    handleAsPlainRequest(req, socket, head, listener, (r, res, why) => {
+      const refused = refuseEarly(new GatewayError('bad_request', { why }), {
+        requestId: requestIdOf(r.headers['x-request-id']),
+        method: r.method,
+        url: r.url,
+        clientIp: r.socket?.remoteAddress,
+      });
+      res.writeHead(refused.status, { ...refused.headers, connection: 'close' }).end(refused.body);
+    });
+  });
+  // Expect: 100-continue is answered only once the request is allowed (app.ts); a refusal goes out
+  // at once and the body is never read.
+  server.on('checkContinue', (req: http.IncomingMessage, res: http.ServerResponse) => {
+    EXPECTS_CONTINUE.add(req);
+    listener(req, res);
+  });
   // Requests Node's parser refuses (raw backslash or control bytes in the target, oversized
   // headers) never reach the pipeline; answer them in the same envelope.
   server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
@@ -185,7 +295,9 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
     const gerr =
       err.code === 'HPE_HEADER_OVERFLOW'
         ? new GatewayError('headers_too_large')
-        : new GatewayError('bad_request', { why: `malformed HTTP request (${err.code ?? 'parse error'})` });
+        : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+          ? new GatewayError('request_timeout', { why: `request head not received within ${gen.loaded.config.listen.header_timeout_ms} ms` })
+          : new GatewayError('bad_request', { why: `malformed HTTP request (${err.code ?? 'parse error'})` });
     const r = refuseEarly(gerr, { requestId: requestIdOf(undefined), clientIp: (socket as import('node:net').Socket).remoteAddress });
     endSocketWithResponse(socket, r.status, Object.entries(r.headers), r.body);
   });
