@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { checkPathSafety, decodeSegment } from './path-safety.js';
+import { checkPathSafety, checkTarget, decodeSegment } from './path-safety.js';
 
 describe('checkPathSafety', () => {
   const safe = [
@@ -16,12 +16,13 @@ describe('checkPathSafety', () => {
     '/a/x..',
     '/a/...',
     '/a/%2e%2e%2e',
-    '/a/;b',
-    '/a/b;c=d',
+    '/a/%3Bb',
+    '/a/b%3Bc=d',
+    '/v2/user/bob%23/photo',
     '/v2/room/100%25',
     '/v2/room/%E2%9C%93',
     '/v2/room/caf%C3%A9',
-    "/a/-._~!$&'()*+,;=:@",
+    "/a/-._~!$&'()*+,=:@",
     '/v2/admin/*',
     '/a/%7E',
     `/${'a'.repeat(8191)}`,
@@ -76,6 +77,18 @@ describe('checkPathSafety', () => {
     ['double slash inside', '/v2//room', /empty path segment/],
     ['double trailing slash', '/v2/room//', /empty path segment/],
     ['too long', `/${'a'.repeat(8192)}`, /longer than 8192 bytes/],
+    // "#": WHATWG URL, url.parse and Flask cut the path there
+    ['fragment before a public suffix', '/v2/user/bob#/photo', /"#" in the request target/],
+    ['trailing fragment', '/v2/user/bob#', /"#"/],
+    ['fragment alone', '/#', /"#"/],
+    ['fragment after a slash', '/v2/room/#x', /"#"/],
+    // ";": Tomcat, Jetty and Spring cut each segment at it (path parameters)
+    ['path parameter on a literal', '/v2/admin;x/users', /raw ";"/],
+    ['path parameter ending a segment', '/v2/user/bob;/photo', /raw ";"/],
+    ['segment that is only a path parameter', '/a/;b', /raw ";"/],
+    ['path parameter with a value', '/a/b;c=d', /raw ";"/],
+    ['jsessionid', '/v2/room;jsessionid=1', /raw ";"/],
+    ['semicolon alone', '/;', /raw ";"/],
   ];
   it.each(unsafe)('rejects %s', (_name, p, reason) => {
     expect(checkPathSafety(p)).toMatch(reason);
@@ -93,6 +106,63 @@ describe('checkPathSafety', () => {
     expect(reason).not.toContain('secret-token-value');
     const dots = checkPathSafety('/secret-token-value/%2e%2e') ?? '';
     expect(dots).not.toContain('secret-token-value');
+  });
+});
+
+describe('checkTarget', () => {
+  const ok = [
+    '/',
+    '/v2/room',
+    '/v2/room?',
+    '/v2/room?x=1&y=2',
+    '/v2/room?auth_token=abc&expand=items.user',
+    '/v2/room?a=%zz',
+    '/v2/room?a=b?c',
+    '/v2/room??x',
+    '/v2/room?q=%23',
+    '/v2/room?a=1;b=2',
+    "/v2/room?x=-._~!$&'()*+,;=:@/?",
+    '/v2/user/a%40b.com?x',
+  ];
+  it.each(ok)('accepts %s', (t) => {
+    expect(checkTarget(t)).toBeNull();
+  });
+
+  const refused: Array<[string, string, RegExp]> = [
+    ['empty', '', /origin-form/],
+    ['absolute-form', 'http://upstream.internal/v2/admin/x', /origin-form/],
+    ['absolute-form https', 'https://h/v2/room', /origin-form/],
+    ['authority-form', 'upstream.internal:443', /origin-form/],
+    ['asterisk-form', '*', /origin-form/],
+    ['relative', 'v2/room', /origin-form/],
+    ['scheme-relative', '//evil.example/v2/room', /empty path segment/],
+    ['fragment in the path', '/v2/user/bob#/photo', /"#"/],
+    ['fragment in the query', '/v2/capabilities?x=1#/../admin', /"#"/],
+    ['fragment right after "?"', '/v2/capabilities?#', /"#"/],
+    ['fragment hiding auth_token', '/v2/room?a=1#&auth_token=t', /"#"/],
+    ['space in the query', '/v2/room?a=b c', /query/],
+    ['tab in the query', '/v2/room?a=\tb', /query/],
+    ['CR LF in the query', '/v2/room?a=b\r\nX-Injected: 1', /query/],
+    ['NUL in the query', '/v2/room?a=\0', /query/],
+    ['DEL in the query', '/v2/room?a=\x7f', /query/],
+    ['non-ASCII in the query', '/v2/room?q=café', /non-ASCII/],
+    ['unsafe path before the query', '/v2/%2e%2e/admin?x=1', /dot segment/],
+    ['"?" does not hide a path problem', '/v2/room;x?y', /raw ";"/],
+    ['too long a path', `/${'a'.repeat(8192)}?x`, /longer than 8192 bytes/],
+  ];
+  it.each(refused)('refuses %s', (_name, t, reason) => {
+    expect(checkTarget(t)).toMatch(reason);
+  });
+
+  it('bounds only the path, with the given limit', () => {
+    expect(checkTarget(`/a?${'q'.repeat(20_000)}`)).toBeNull();
+    expect(checkTarget('/abcdef?x', 6)).toMatch(/longer than 6 bytes/);
+  });
+
+  it('never echoes the target in its reason', () => {
+    for (const t of ['http://secret-token-value/x', '/x?secret-token-value#', '/secret-token-value#x', '/secret-token-value;x']) {
+      expect(checkTarget(t)).not.toContain('secret-token-value');
+    }
   });
 });
 

@@ -1,16 +1,56 @@
 /**
- * Path safety (SPEC.md §1 step 1): refuses request paths that the gateway and the upstream could
+ * Path safety (SPEC.md §1 step 1): refuses request targets that the gateway and the upstream could
  * read differently. The gateway matches routes on the raw path and forwards it byte for byte, so
  * anything an upstream (or a proxy in between) might normalise — dot segments, encoded slashes,
- * backslashes, merged slashes, NUL — is a way around the route table and is refused up front.
+ * backslashes, merged slashes, NUL, a `#` fragment, `;` path parameters — is a way around the
+ * route table and is refused up front.
+ *
+ * `checkTarget` takes the whole request target (`req.url`: path and query); `checkPathSafety`
+ * only the path part. Both are pure, never throw and never echo their input.
  *
  * @example
- *   const why = checkPathSafety('/v2/room/%2e%2e/admin');   // 'dot segment ("." or "..") in the path'
+ *   const why = checkTarget(req.url ?? '');                  // '"#" in the request target ...' for '/v2/user/bob#/photo'
  *   if (why) throw new GatewayError('bad_request', { why });
- *   const name = decodeSegment('My%20Room');                // 'My Room'
+ *   checkPathSafety('/v2/room/%2e%2e/admin');                // 'dot segment ("." or "..") in the path'
+ *   const name = decodeSegment('My%20Room');                 // 'My Room'
  */
 
 const HEX = /^[0-9A-Fa-f]{2}$/;
+
+/** Reason for a `#` anywhere in the target; one text for the path and the query. */
+const FRAGMENT = '"#" in the request target (a fragment is never sent; upstream parsers cut the path or query there)';
+
+/**
+ * Returns a short reason when the request target `rawTarget` (as received: `req.url`, path and
+ * query, still percent-encoded) is unsafe, or null when it may be split at its first `?` and the
+ * path matched. Call it before splitting, so that a `#` in the query is refused too.
+ *
+ * Refused, besides everything `checkPathSafety` refuses in the path: a target that is not
+ * origin-form (absolute-form `http://host/x`, authority-form `host:443`, asterisk-form `*` —
+ * `OPTIONS *` included, no route can describe it); a `#` anywhere (raw; `%23` is data); in the
+ * query, raw characters outside visible ASCII (controls, space, DEL, non-ASCII). A raw `?` in the
+ * query is data (every parser splits at the first `?` only); malformed `%` escapes in the query
+ * are forwarded byte for byte, as the query is never decoded as a whole.
+ *
+ * @example
+ *   checkTarget('/v2/room/42?expand=x');     // null
+ *   checkTarget('/v2/capabilities?a=1#x');   // '"#" in the request target (...)'
+ *   checkTarget('http://evil/v2/room');      // 'request target must be origin-form ...'
+ */
+export function checkTarget(rawTarget: string, maxPathBytes = 8192): string | null {
+  if (typeof rawTarget !== 'string' || rawTarget.length === 0 || rawTarget.charCodeAt(0) !== 0x2f /* / */) {
+    return 'request target must be origin-form ("/path?query"); absolute-form, authority-form and "*" are refused';
+  }
+  const q = rawTarget.indexOf('?');
+  const why = checkPathSafety(q === -1 ? rawTarget : rawTarget.slice(0, q), maxPathBytes);
+  if (why !== null || q === -1) return why;
+  for (let i = q + 1; i < rawTarget.length; i++) {
+    const c = rawTarget.charCodeAt(i);
+    if (c === 0x23 /* # */) return FRAGMENT;
+    if (c < 0x21 || c > 0x7e) return 'control, space or non-ASCII character in the query (percent-encode it)';
+  }
+  return null;
+}
 
 /**
  * Returns a short reason when `rawPath` is unsafe, or null when it may be matched and forwarded.
@@ -21,8 +61,12 @@ const HEX = /^[0-9A-Fa-f]{2}$/;
  * space, DEL, non-ASCII); raw backslash; `%` not followed by two hex digits; percent-encoded bytes
  * that are not UTF-8; encoded `/` or `\` (`%2F`, `%5C`); NUL or control characters, raw or encoded;
  * `.`/`..` segments in any encoding (`%2e`, `.%2E` ...), also before a `;` (`..;`, which Tomcat
- * treats as `..`); empty segments inside the path (`//`, which nginx and others merge). A single
- * trailing `/` is allowed.
+ * treats as `..`); empty segments inside the path (`//`, which nginx and others merge); a raw `#`
+ * (WHATWG URL, url.parse and Flask cut the path there: `/v2/user/bob#/photo` would reach them as
+ * `/v2/user/bob`); a raw `;` (Tomcat, Jetty, Undertow and Spring cut every segment at it, so
+ * `/v2/admin;x/users` is `/v2/admin/users` to them but not to the route table, and `42;a`, `42;b`
+ * would be two flood-control recipients for one room). `%23` and `%3B` are data, as everywhere.
+ * A single trailing `/` is allowed.
  *
  * @example
  *   checkPathSafety('/v2/user/a@b.com');   // null
@@ -36,6 +80,7 @@ export function checkPathSafety(rawPath: string, maxBytes = 8192): string | null
 
   let segStart = 1;
   let segHasPercent = false;
+  let segHasSemicolon = false;
   for (let i = 1; i <= rawPath.length; i++) {
     const c = i < rawPath.length ? rawPath.charCodeAt(i) : 0x2f; // a virtual "/" closes the last segment
     if (c === 0x2f) {
@@ -45,13 +90,20 @@ export function checkPathSafety(rawPath: string, maxBytes = 8192): string | null
         // "/" alone and one trailing "/" are fine; "//" anywhere else is not.
         if (!last) return 'empty path segment ("//")';
       } else {
-        const why = checkSegment(seg, segHasPercent);
+        const why = checkSegment(seg, segHasPercent, segHasSemicolon);
         if (why) return why;
       }
       segStart = i + 1;
       segHasPercent = false;
+      segHasSemicolon = false;
       continue;
     }
+    // Checked at the segment's end, so that "..;" keeps its more telling dot-segment reason.
+    if (c === 0x3b /* ; */) {
+      segHasSemicolon = true;
+      continue;
+    }
+    if (c === 0x23 /* # */) return FRAGMENT;
     if (c === 0x5c /* \ */) return 'backslash in the path';
     if (c === 0x00) return 'NUL in the path';
     if (c < 0x21 || c > 0x7e) return 'control, space or non-ASCII character in the path (percent-encode it)';
@@ -69,7 +121,7 @@ export function checkPathSafety(rawPath: string, maxBytes = 8192): string | null
 }
 
 /** Checks one non-empty raw segment whose characters already passed the per-char checks. */
-function checkSegment(seg: string, hasPercent: boolean): string | null {
+function checkSegment(seg: string, hasPercent: boolean, hasSemicolon: boolean): string | null {
   let decoded = seg;
   if (hasPercent) {
     try {
@@ -82,6 +134,7 @@ function checkSegment(seg: string, hasPercent: boolean): string | null {
   const semi = decoded.indexOf(';');
   const head = semi === -1 ? decoded : decoded.slice(0, semi);
   if (head === '.' || head === '..') return 'dot segment ("." or "..") in the path';
+  if (hasSemicolon) return 'raw ";" in the path (Tomcat and Spring read it as a path parameter and cut the segment; send data as %3B)';
   return null;
 }
 
