@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { HttpMethod, RouteConfig } from '../config/schema.js';
-import { analyzeRoutes, type RouteFinding } from './analyze-routes.js';
+import { analyzeRoutes, methodsLabel, type RouteFinding } from './analyze-routes.js';
 import { compileRoutes } from './compile-routes.js';
 import { matchRoute } from './match-route.js';
 
@@ -107,6 +107,12 @@ describe('analyzeRoutes', () => {
       ['warning public_with_auth 0 /p'],
       /is public, so no token is checked and scopes, client_types have no effect/,
     ],
+    [
+      'a literal with ";"',
+      [route('/files;v2/{name}', ['GET'])],
+      ['warning semicolon_literal 0 /files;v2/{name}'],
+      /has ";" in the literal segment "files;v2"\. Requests with a raw ";" .* as %3B \("files%3Bv2"\)/,
+    ],
   ];
   it.each(tables)('reports %s', (_name, routes, expected, message) => {
     const findings = analyzeRoutes(routes);
@@ -136,6 +142,22 @@ describe('analyzeRoutes', () => {
     expect(findings[0]!.message).toMatch(/never handles GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS \(except/);
   });
 
+  it('does not count TRACE and CONNECT as served by a route without methods', () => {
+    // The TRACE route shares the shape of a route without methods: no conflict, nothing shadowed.
+    expect(analyzeRoutes([route('/t/*'), route('/t/*', ['TRACE'], { id: 'trace' }), route('/t/{x}', ['CONNECT'])])).toEqual([]);
+    // Specific routes taking the seven named methods leave a route without methods only the rest.
+    const named = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as HttpMethod[];
+    const f = analyzeRoutes([route('/n/*'), route('/n/{x}', named), route('/n/{x}/*', named)]);
+    expect(brief(f)).toEqual(['warning method_shadowed 0 /n/*']);
+    expect(f[0]!.message).not.toMatch(/TRACE|CONNECT/);
+  });
+
+  it('labels the methods of a route for the listing', () => {
+    expect(methodsLabel(null)).toBe('* (not TRACE, CONNECT)');
+    expect(methodsLabel(new Set(['GET', 'HEAD']))).toBe('GET,HEAD');
+    expect(methodsLabel(['TRACE'])).toBe('TRACE');
+  });
+
   it('mentions fallback: authenticated when a route without scopes adds nothing to it', () => {
     const [f] = analyzeRoutes([route('/a', ['GET'], { scopes: undefined })], { fallback: 'authenticated' });
     expect(f!.message).toMatch(/any valid token can call it \(that is also what fallback: authenticated gives/);
@@ -163,7 +185,7 @@ describe('analyzeRoutes', () => {
 describe('analyzeRoutes shadow analysis agrees with matchRoute', () => {
   // Small random tables over a tiny alphabet; every path up to 5 segments is matched and the
   // routes that never win (or only win paths ending in "/") must be exactly the ones reported.
-  const METHODS: Array<HttpMethod[] | undefined> = [['GET'], ['POST'], ['GET', 'POST'], undefined];
+  const METHODS: Array<HttpMethod[] | undefined> = [['GET'], ['POST'], ['GET', 'POST'], undefined, ['TRACE']];
   const SEGMENTS = ['a', 'b', '{p}', '{q}', '*'];
   let seed = 42;
   const rand = (n: number) => {

@@ -15,6 +15,7 @@ import {
   buildTrie,
   compileRoute,
   idConflicts,
+  IMPLICIT_METHODS,
   parsePattern,
   pathProblems,
   slotRouteFor,
@@ -32,7 +33,8 @@ export type RouteFindingCode =
   | 'no_scopes'
   | 'room_param_missing'
   | 'flood_param_missing'
-  | 'public_with_auth';
+  | 'public_with_auth'
+  | 'semicolon_literal';
 
 export interface RouteFinding {
   /** `error`: `compileRoutes` refuses the table (check exits 1). `warning`: accepted, but look. */
@@ -54,10 +56,25 @@ export interface AnalyzeOptions {
 const OTHER = '\0other';
 
 /**
+ * The methods of a route in words, for `check`'s listing: its own list (GET implying HEAD), or
+ * for a route without `methods` `* (not TRACE, CONNECT)` — every method except those two, which
+ * only a route listing them serves (SPEC §1.8).
+ *
+ * @example
+ *   methodsLabel(null);                        // '* (not TRACE, CONNECT)'
+ *   methodsLabel(new Set(['GET', 'HEAD']));    // 'GET,HEAD'
+ */
+export function methodsLabel(methods: ReadonlySet<string> | readonly string[] | null): string {
+  if (methods === null) return `* (not ${HTTP_METHODS.filter((m) => !IMPLICIT_METHODS.includes(m)).join(', ')})`;
+  return [...methods].join(',');
+}
+
+/**
  * Reviews a route list. Errors: `invalid_path`, `duplicate` (same method and path shape),
  * `duplicate_id`. Warnings: `shadowed` (the route is never chosen, or only for paths ending in
  * "/"), `method_shadowed` (never chosen for some of its methods), `no_scopes`,
- * `room_param_missing`, `flood_param_missing`, `public_with_auth`. Sorted by route index, errors
+ * `room_param_missing`, `flood_param_missing`, `public_with_auth`, `semicolon_literal` (a literal
+ * with `;`, which requests can only spell `%3B`: a raw `;` is refused). Sorted by route index, errors
  * first. An empty array means the table is clean.
  *
  * @example
@@ -114,6 +131,12 @@ function finding(r: CompiledRoute, code: RouteFindingCode, message: string): Rou
 function settingFindings(r: CompiledRoute, opts: AnalyzeOptions): RouteFinding[] {
   const c = r.config;
   const out: RouteFinding[] = [];
+  const semi = parsePattern(c.path).find((s) => s.kind === 'static' && s.value.includes(';'));
+  if (semi?.kind === 'static') {
+    out.push(
+      finding(r, 'semicolon_literal', `${name(r)} has ";" in the literal segment "${semi.value}". Requests with a raw ";" in the path are refused (Tomcat, Jetty and Spring read it as a path parameter), so only clients that send it as %3B ("${semi.value.replaceAll(';', '%3B')}") reach this route. Rename the segment, or use a {param}.`),
+    );
+  }
   const paramList = r.params.length ? `its path parameters are ${r.params.map((p) => `{${p}}`).join(', ')}` : 'its path has no parameters';
   if (c.public) {
     const extra = (['scopes', 'scopes_all', 'client_types', 'room_param', 'flood_control', 'rate_limit'] as const).filter((k) => c[k] !== undefined);
@@ -237,8 +260,8 @@ function slotOf(root: TrieNode, pattern: readonly PatternSegment[]): ShapeSlot {
 function shadowFinding(root: TrieNode, r: CompiledRoute): RouteFinding | null {
   const pattern = parsePattern(r.config.path);
   const slot = slotOf(root, pattern);
-  const listed: string[] = r.config.methods ? [...new Set(r.config.methods)] : [...HTTP_METHODS];
-  const served = r.config.methods ? [...(r.methods ?? [])] : [...HTTP_METHODS, OTHER];
+  const listed: string[] = r.config.methods ? [...new Set(r.config.methods)] : [...IMPLICIT_METHODS];
+  const served = r.config.methods ? [...(r.methods ?? [])] : [...IMPLICIT_METHODS, OTHER];
   const winners = new Set<CompiledRoute>();
   const dead = new Set<string>();
   const trailing = new Map<string, string>();

@@ -57,7 +57,10 @@ describe('compileRoutes', () => {
     ],
     ['a route without methods next to one with methods', [route('/a', ['POST']), route('/a')], 'routes[1]', /routes\[0\]/],
     ['a route with methods after one without', [route('/a/*'), route('/a/*', ['DELETE'])], 'routes[1]', /serves DELETE .*routes\[0\]/],
-    ['two routes without methods', [route('/'), route('/')], 'routes[1]', /every method/],
+    ['two routes without methods', [route('/'), route('/')], 'routes[1]', /every method but TRACE and CONNECT/],
+    ['a route without methods next to one listing TRACE and GET', [route('/a', ['TRACE', 'GET']), route('/a')], 'routes[1]', /serves GET on path "\/a", which route "\/a" \(routes\[0\]\)/],
+    ['TRACE and GET after a route without methods', [route('/a/*'), route('/a/*', ['GET', 'TRACE'])], 'routes[1]', /serves GET on .*routes\[0\]/],
+    ['TRACE twice', [route('/a'), route('/a', ['TRACE']), route('/a', ['TRACE'])], 'routes[2]', /serves TRACE .*routes\[1\]/],
     ['GET listed twice across routes with extra methods', [route('/a', ['GET', 'PUT']), route('/a', ['PATCH', 'GET'])], 'routes[1]', /serves GET/],
   ];
   it.each(duplicates)('refuses %s', (_name, routes, path, message) => {
@@ -65,6 +68,13 @@ describe('compileRoutes', () => {
     expect(err.issues).toHaveLength(1);
     expect(err.issues[0]!.path).toBe(path);
     expect(err.issues[0]!.message).toMatch(message);
+  });
+
+  it('accepts TRACE and CONNECT routes next to a route without methods, in any order', () => {
+    const a = compileRoutes([route('/a'), route('/a', ['TRACE'], { id: 't' }), route('/a', ['CONNECT'], { id: 'c' })]);
+    const b = compileRoutes([route('/a', ['CONNECT'], { id: 'c' }), route('/a', ['TRACE'], { id: 't' }), route('/a')]);
+    expect(a.routes.map((r) => r.id)).toEqual(['/a', 't', 'c']);
+    expect(b.routes.map((r) => r.id)).toEqual(['c', 't', '/a']);
   });
 
   it('refuses two routes with the same id', () => {

@@ -8,7 +8,7 @@
  *   matchRoute(table, 'GET', '/v2/room/42');
  */
 import { ConfigError, type ConfigIssue } from '../errors.js';
-import { routeParams, routePathProblem, type HttpMethod, type RouteConfig } from '../config/schema.js';
+import { EXPLICIT_ONLY_METHODS, HTTP_METHODS, routeParams, routePathProblem, type HttpMethod, type RouteConfig } from '../config/schema.js';
 import type { CompiledRoute } from '../types.js';
 
 /** One segment of a route pattern. */
@@ -20,7 +20,9 @@ export type PatternSegment =
 /**
  * The routes that share one path shape (same literals, params and wildcard at the same places,
  * whatever the parameter names), split by the methods they serve. At most one route serves a
- * method here; the only allowed overlap is an explicit HEAD route next to a GET route.
+ * method here; the only allowed overlap is an explicit HEAD route next to a GET route. A route
+ * without `methods` serves every method except TRACE and CONNECT (SPEC §1.8), so routes that
+ * list only those may share its shape.
  */
 export interface ShapeSlot {
   /** Every route of this shape, in config order. */
@@ -29,7 +31,10 @@ export interface ShapeSlot {
   readonly explicit: Map<string, CompiledRoute>;
   /** The GET route, which serves HEAD unless another route lists HEAD. */
   impliedHead: CompiledRoute | undefined;
-  /** A route without `methods`: serves every method (then it is the only route of the shape). */
+  /**
+   * A route without `methods`: serves every method but TRACE and CONNECT (then the only other
+   * routes of the shape list nothing but those).
+   */
   any: CompiledRoute | undefined;
 }
 
@@ -64,9 +69,9 @@ export interface RouteConflict {
 /**
  * Compiles the route list. Throws `ConfigError` (one issue per problem, paths like `routes[3]`)
  * when a path is malformed, when two routes serve the same method on the same path shape
- * (`/a/{x}` and `/a/{y}` are one shape; a route without `methods` overlaps every method; an
- * explicit HEAD route next to a GET route is allowed and wins for HEAD), or when two routes
- * share an `id`.
+ * (`/a/{x}` and `/a/{y}` are one shape; a route without `methods` overlaps every method but
+ * TRACE and CONNECT, which only a route listing them serves; an explicit HEAD route next to a
+ * GET route is allowed and wins for HEAD), or when two routes share an `id`.
  *
  * @example
  *   const table = compileRoutes([{ path: '/v2/room/{id}', methods: ['GET'], public: false }]);
@@ -129,6 +134,19 @@ export function patternShape(path: string): string {
   return path.replace(/\{[^}/]*\}/g, '{}');
 }
 
+/**
+ * True for TRACE and CONNECT (`EXPLICIT_ONLY_METHODS`): a route without `methods` does not serve
+ * them. Compared case-insensitively so that no spelling of them reaches such a route.
+ */
+export function isExplicitOnly(method: string): boolean {
+  if (method.length !== 5 && method.length !== 7) return false;
+  const m = method === 'TRACE' || method === 'CONNECT' ? method : method.toUpperCase();
+  return (EXPLICIT_ONLY_METHODS as readonly string[]).includes(m);
+}
+
+/** What a route without `methods` serves by name, for `Allow` and `check`: HTTP_METHODS minus TRACE and CONNECT. */
+export const IMPLICIT_METHODS: readonly HttpMethod[] = HTTP_METHODS.filter((m) => !isExplicitOnly(m));
+
 function newNode(): TrieNode {
   return { statics: new Map(), param: undefined, end: undefined, wildcard: undefined };
 }
@@ -176,14 +194,22 @@ function addToSlot(slot: ShapeSlot, route: CompiledRoute): RouteConflict[] {
   };
   const listed = route.config.methods ? [...new Set(route.config.methods)] : null;
   if (listed === null) {
-    for (const other of slot.routes) clash(other, other.config.methods ? other.config.methods.join(', ') : 'every method');
-    if (slot.routes.length === 0) slot.any = route;
+    let free = true;
+    for (const other of slot.routes) {
+      const overlap = other.config.methods ? [...new Set(other.config.methods)].filter((m) => !isExplicitOnly(m)) : null;
+      if (overlap === null || overlap.length > 0) {
+        clash(other, overlap ? overlap.join(', ') : 'every method but TRACE and CONNECT');
+        free = false;
+      }
+    }
+    if (free) slot.any = route;
   } else {
-    if (slot.any) clash(slot.any, listed.join(', '));
+    const overlap = listed.filter((m) => !isExplicitOnly(m));
+    if (slot.any && overlap.length > 0) clash(slot.any, overlap.join(', '));
     for (const m of listed) {
       const other = slot.explicit.get(m);
       if (other) clash(other, m);
-      else if (!slot.any) slot.explicit.set(m, route);
+      else if (!slot.any || isExplicitOnly(m)) slot.explicit.set(m, route);
     }
     if (listed.includes('GET') && !slot.impliedHead && !slot.any && slot.explicit.get('GET') === route) slot.impliedHead = route;
   }
@@ -233,7 +259,15 @@ export function idConflicts(routes: readonly CompiledRoute[]): RouteConflict[] {
   return out;
 }
 
-/** The route of `slot` that serves `method`, if any: explicit listing, then GET for HEAD, then `any`. */
+/**
+ * The route of `slot` that serves `method`, if any: explicit listing, then GET for HEAD, then
+ * `any` (never for TRACE or CONNECT).
+ */
 export function slotRouteFor(slot: ShapeSlot, method: string): CompiledRoute | undefined {
-  return slot.explicit.get(method) ?? (method === 'HEAD' ? slot.impliedHead : undefined) ?? slot.any;
+  return slot.explicit.get(method) ?? (method === 'HEAD' ? slot.impliedHead : undefined) ?? (slot.any && !isExplicitOnly(method) ? slot.any : undefined);
+}
+
+/** The methods a compiled route serves by name (for `Allow`): its own, or IMPLICIT_METHODS. */
+export function namedMethods(route: CompiledRoute): Iterable<string> {
+  return route.methods ?? IMPLICIT_METHODS;
 }

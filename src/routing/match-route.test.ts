@@ -150,6 +150,45 @@ describe('matchRoute', () => {
     expect(describeResult(matchRoute(t, 'PATCH', '/x/y'))).toEqual({ id: '/*', params: {} });
   });
 
+  describe('TRACE and CONNECT (SPEC §1.8)', () => {
+    const t = compileRoutes([
+      route('/open/*', undefined, 'open'),
+      route('/open/{x}', ['GET'], 'open-get'),
+      route('/debug/*', undefined, 'debug-any'),
+      route('/debug/*', ['TRACE'], 'debug-trace'),
+      route('/tunnel', ['CONNECT'], 'tunnel'),
+      route('/all', undefined, 'all'),
+    ]);
+    const cases: Array<[string, string, string | Record<string, unknown>]> = [
+      ['TRACE', '/all', '405 DELETE,GET,HEAD,OPTIONS,PATCH,POST,PUT'],
+      ['CONNECT', '/all', '405 DELETE,GET,HEAD,OPTIONS,PATCH,POST,PUT'],
+      ['trace', '/all', '405 DELETE,GET,HEAD,OPTIONS,PATCH,POST,PUT'],
+      ['Connect', '/all', '405 DELETE,GET,HEAD,OPTIONS,PATCH,POST,PUT'],
+      ['PROPFIND', '/all', { id: 'all', params: {} }],
+      ['OPTIONS', '/all', { id: 'all', params: {} }],
+      ['TRACE', '/open/x', '405 DELETE,GET,HEAD,OPTIONS,PATCH,POST,PUT'],
+      ['TRACE', '/open/x/y', '405 DELETE,GET,HEAD,OPTIONS,PATCH,POST,PUT'],
+      ['TRACE', '/debug/x', { id: 'debug-trace', params: {} }],
+      ['GET', '/debug/x', { id: 'debug-any', params: {} }],
+      ['CONNECT', '/debug/x', '405 DELETE,GET,HEAD,OPTIONS,PATCH,POST,PUT,TRACE'],
+      ['CONNECT', '/tunnel', { id: 'tunnel', params: {} }],
+      ['GET', '/tunnel', '405 CONNECT'],
+    ];
+    it.each(cases)('%s %s', (method, path, expected) => {
+      expect(describeResult(matchRoute(t, method, path))).toEqual(expected);
+    });
+
+    it('lets a route without methods share its path with one that lists only TRACE or CONNECT', () => {
+      expect(() => compileRoutes([route('/x'), route('/x', ['TRACE']), route('/x', ['CONNECT'])])).not.toThrow();
+    });
+  });
+
+  it('reaches a literal with ";" only through %3B (a raw ";" is refused by checkPathSafety)', () => {
+    const t = compileRoutes([route('/files;v2/{name}', ['GET'], 'v2-files')]);
+    expect(describeResult(matchRoute(t, 'GET', '/files%3Bv2/a'))).toEqual({ id: 'v2-files', params: { name: 'a' } });
+    expect(describeResult(matchRoute(t, 'GET', '/files%3bv2/a'))).toEqual({ id: 'v2-files', params: { name: 'a' } });
+  });
+
   it('answers not_found on an empty table', () => {
     expect(matchRoute(compileRoutes([]), 'GET', '/')).toEqual({ kind: 'not_found' });
   });
@@ -182,8 +221,10 @@ describe('matchRoute agrees with a brute-force reference', () => {
   }
   function reference(routes: RouteConfig[], method: string, path: string): string {
     const hits = routes.filter((r) => matches(r.path, path)).sort((a, b) => compare(a.path, b.path));
+    // A route without methods serves everything but TRACE and CONNECT, in any letter case.
+    const traceOrConnect = ['TRACE', 'CONNECT'].includes(method.toUpperCase());
     const serves = (r: RouteConfig, explicitOnly: boolean) =>
-      !r.methods || r.methods.includes(method as HttpMethod) || (!explicitOnly && method === 'HEAD' && r.methods.includes('GET'));
+      !r.methods ? !traceOrConnect : r.methods.includes(method as HttpMethod) || (!explicitOnly && method === 'HEAD' && r.methods.includes('GET'));
     for (const r of hits) {
       const sameShape = hits.filter((h) => compare(h.path, r.path) === 0 && h.path.replace(/\{\w+\}/g, '{}') === r.path.replace(/\{\w+\}/g, '{}'));
       const explicit = sameShape.find((h) => serves(h, true));
@@ -193,12 +234,13 @@ describe('matchRoute agrees with a brute-force reference', () => {
     }
     if (hits.length === 0) return '404';
     const allow = new Set<string>();
-    for (const h of hits) for (const m of h.methods ?? []) allow.add(m).add(m === 'GET' ? 'HEAD' : m);
+    const implicit = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'];
+    for (const h of hits) for (const m of h.methods ?? implicit) allow.add(m).add(m === 'GET' ? 'HEAD' : m);
     return `405 ${[...allow].sort().join(',')}`;
   }
 
   const pool = ['/', '/a', '/b', '/{p}', '/*', '/a/b', '/a/{p}', '/{p}/b', '/{p}/{q}', '/a/*', '/{p}/*', '/a/b/*', '/a/{p}/*', '/{p}/b/*', '/{p}/{q}/c', '/a/{p}/c'];
-  const methodSets: Array<HttpMethod[] | undefined> = [['GET'], ['POST'], ['HEAD'], ['GET', 'POST'], ['DELETE'], undefined];
+  const methodSets: Array<HttpMethod[] | undefined> = [['GET'], ['POST'], ['HEAD'], ['GET', 'POST'], ['DELETE'], undefined, undefined, ['TRACE'], ['CONNECT', 'TRACE']];
   const paths = ['/', '/a', '/b', '/c', '/a/', '/a/b', '/a/c', '/b/b', '/c/b', '/a/b/c', '/c/d/c', '/a/z/c', '/a/b/', '/x/y/z/w', '/%61', '/%61/b'];
   let seed = 7;
   const rand = (n: number) => {
@@ -220,7 +262,7 @@ describe('matchRoute agrees with a brute-force reference', () => {
       } catch {
         continue;
       }
-      for (const m of ['GET', 'HEAD', 'POST', 'DELETE', 'PROPFIND']) {
+      for (const m of ['GET', 'HEAD', 'POST', 'DELETE', 'PROPFIND', 'TRACE', 'CONNECT', 'trace']) {
         for (const p of paths) {
           const got = matchRoute(table, m, p);
           const mine = got.kind === 'match' ? got.route.id : got.kind === 'not_found' ? '404' : `405 ${got.allow.join(',')}`;

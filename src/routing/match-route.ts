@@ -8,7 +8,7 @@
  *   if (r.kind === 'match') r.params.room_id_or_name; // 'My Room'
  */
 import type { CompiledRoute, MatchResult } from '../types.js';
-import { slotRouteFor, type RouteTable, type ShapeSlot, type TrieNode } from './compile-routes.js';
+import { namedMethods, slotRouteFor, type RouteTable, type ShapeSlot, type TrieNode } from './compile-routes.js';
 
 /**
  * Matches `method` and `rawPath` (the request path before `?`, still percent-encoded, already
@@ -24,6 +24,9 @@ import { slotRouteFor, type RouteTable, type ShapeSlot, type TrieNode } from './
  *   the routes matching the path only those serving the method count (an explicit HEAD route
  *   before the GET route for HEAD). If none serves it: `method_not_allowed` with the sorted union
  *   of the methods of the routes matching the path (HEAD included with GET).
+ * - A route without `methods` serves every method except TRACE and CONNECT (in any letter case;
+ *   SPEC §1.8): those are served only by a route that lists them, else 405. In `allow` such a
+ *   route stands for GET, HEAD, POST, PUT, PATCH, DELETE and OPTIONS.
  *
  * @example
  *   matchRoute(table, 'DELETE', '/v2/room'); // { kind: 'method_not_allowed', allow: ['GET', 'HEAD', 'POST'] }
@@ -44,7 +47,7 @@ export function matchRoute(table: RouteTable, method: string, rawPath: string): 
       return true;
     }
     allow ??= new Set();
-    for (const r of slot.routes) for (const m of r.methods ?? []) allow.add(m);
+    for (const r of slot.routes) for (const m of namedMethods(r)) allow.add(m);
     return false;
   };
 
