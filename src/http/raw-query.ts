@@ -128,8 +128,11 @@ function foldsTo(candidate: string, folded: string): boolean {
   }
   for (const f of forms) {
     if (mapSeparators(f) === folded) return true;
-    const open = f.indexOf('[');
-    if (open !== -1 && f.indexOf(']', open) !== -1 && mapSeparators(f.slice(0, open)) === folded) return true;
+    // PHP reads `name[...]` as the array `name`: any prefix before a `[` with a `]` after it.
+    const close = f.lastIndexOf(']');
+    for (let open = f.indexOf('['); open !== -1 && open < close; open = f.indexOf('[', open + 1)) {
+      if (mapSeparators(f.slice(0, open)) === folded) return true;
+    }
   }
   return false;
 }
