@@ -67,9 +67,10 @@ app.kubernetes.io/part-of: scopegate
 
 {{/*
 The gateway.yaml written to the ConfigMap: `.Values.config` with the keys the chart owns set on a
-copy (listen.port, admin.port, upstreams.default.url, and rate_limit.store/redis_url when Redis is
-configured). test/deploy/chart.test.ts mirrors these steps to validate the default config against
-the real schema; change both together.
+copy: listen.port, admin.port, upstreams.default.url (ingress, sidecar) or forward_auth.path and
+trusted_proxies (forward-auth, which forwards nothing and so has no upstreams), and
+rate_limit.store/redis_url when Redis is configured. test/deploy/chart.test.ts renders it with real
+helm and loads the result with scopegate's own config loader.
 */}}
 {{- define "scopegate.gatewayConfig" -}}
 {{- $cfg := deepCopy (.Values.config | default dict) -}}
@@ -79,11 +80,21 @@ the real schema; change both together.
 {{- $admin := (get $cfg "admin") | default dict -}}
 {{- $_ := set $admin "port" (int .Values.ports.admin) -}}
 {{- $_ := set $cfg "admin" $admin -}}
+{{- if eq .Values.mode "forward-auth" -}}
+{{- $_ := unset $cfg "upstreams" -}}
+{{- $fa := (get $cfg "forward_auth") | default dict -}}
+{{- $_ := set $fa "path" .Values.forwardAuth.path -}}
+{{- $_ := set $cfg "forward_auth" $fa -}}
+{{- with .Values.forwardAuth.trustedProxies -}}
+{{- $_ := set $cfg "trusted_proxies" . -}}
+{{- end -}}
+{{- else -}}
 {{- $upstreams := (get $cfg "upstreams") | default dict -}}
 {{- $default := (get $upstreams "default") | default dict -}}
 {{- $_ := set $default "url" (include "scopegate.upstreamUrl" .) -}}
 {{- $_ := set $upstreams "default" $default -}}
 {{- $_ := set $cfg "upstreams" $upstreams -}}
+{{- end -}}
 {{- if include "scopegate.redisEnabled" . -}}
 {{- $rl := (get $cfg "rate_limit") | default dict -}}
 {{- $_ := set $rl "store" "redis" -}}
@@ -95,8 +106,32 @@ the real schema; change both together.
 
 {{/* Render-time checks that would otherwise only show up as a crash-looping or misbehaving pod. */}}
 {{- define "scopegate.validate" -}}
-{{- if not (has .Values.mode (list "ingress" "sidecar")) -}}
-{{- fail (printf "mode must be ingress or sidecar, got %q" .Values.mode) -}}
+{{- if not (has .Values.mode (list "ingress" "sidecar" "forward-auth")) -}}
+{{- fail (printf "mode must be ingress, sidecar or forward-auth, got %q" .Values.mode) -}}
+{{- end -}}
+{{- if not (has .Values.runtime (list "node" "bun")) -}}
+{{- fail (printf "runtime must be node or bun, got %q" .Values.runtime) -}}
+{{- end -}}
+{{- if eq .Values.mode "forward-auth" -}}
+{{- if not (or .Values.forwardAuth.trustedProxies (hasKey .Values.config "trusted_proxies")) -}}
+{{- fail "mode=forward-auth needs forwardAuth.trustedProxies: the CIDRs of the front proxy's pods (ingress-nginx, Envoy); scopegate answers every other peer 403 untrusted_proxy" -}}
+{{- end -}}
+{{- $nginx := .Values.forwardAuth.ingressNginx -}}
+{{- if $nginx.enabled -}}
+{{- if not $nginx.backend.service.name -}}
+{{- fail "forwardAuth.ingressNginx.enabled needs forwardAuth.ingressNginx.backend.service.name (the Service the Ingress protects)" -}}
+{{- end -}}
+{{- range $k, $_ := $nginx.annotations -}}
+{{- if hasPrefix "nginx.ingress.kubernetes.io/auth-cache" $k -}}
+{{- fail (printf "forwardAuth.ingressNginx.annotations: %s is refused: a cached decision never reaches scopegate, so rate-limit windows stop counting and a revoked token stays allowed" $k) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if and .Values.forwardAuth.envoyGateway.enabled (not .Values.forwardAuth.envoyGateway.targetRefs) -}}
+{{- fail "forwardAuth.envoyGateway.enabled needs forwardAuth.envoyGateway.targetRefs (the HTTPRoute or Gateway to protect)" -}}
+{{- end -}}
+{{- else if or .Values.forwardAuth.ingressNginx.enabled .Values.forwardAuth.envoyGateway.enabled -}}
+{{- fail (printf "forwardAuth.ingressNginx / forwardAuth.envoyGateway need mode=forward-auth (mode is %q)" .Values.mode) -}}
 {{- end -}}
 {{- if and (eq .Values.mode "sidecar") (not .Values.app.image.repository) -}}
 {{- fail "mode=sidecar needs app.image.repository" -}}
@@ -120,4 +155,45 @@ the real schema; change both together.
 {{- if and $rlOn $multi (not $shared) (not .Values.allowPerReplicaRateLimits) -}}
 {{- fail "more than one replica with the memory rate-limit store gives every replica its own budget: set redis.url (or redis.existingSecret), or allowPerReplicaRateLimits=true" -}}
 {{- end -}}
+{{- end -}}
+
+{{/* The image: the Dockerfile's default (Node) target, or its `bun` target pushed as <tag><bunTagSuffix>. */}}
+{{- define "scopegate.image" -}}
+{{- $tag := .Values.image.tag | default .Chart.AppVersion -}}
+{{- if eq .Values.runtime "bun" -}}{{- $tag = printf "%s%s" $tag .Values.image.bunTagSuffix -}}{{- end -}}
+{{- printf "%s:%s" .Values.image.repository $tag -}}
+{{- end -}}
+
+{{/* In-cluster URL of the gateway Service's proxy port (what a front proxy calls in forward-auth mode). */}}
+{{- define "scopegate.serviceUrl" -}}
+{{- printf "http://%s.%s.svc.%s:%d" (include "scopegate.fullname" .) .Release.Namespace .Values.clusterDomain (int .Values.service.port) -}}
+{{- end -}}
+
+{{/*
+The identity headers scopegate sets (SPEC §5; prefix from config tokens.identity_header_prefix,
+default X-Auth-), as a JSON list.
+*/}}
+{{- define "scopegate.identityHeaders" -}}
+{{- $prefix := "X-Auth-" -}}
+{{- $tokens := (get .Values.config "tokens") | default dict -}}
+{{- if hasKey $tokens "identity_header_prefix" -}}{{- $prefix = get $tokens "identity_header_prefix" -}}{{- end -}}
+{{- $out := list -}}
+{{- range list "Subject" "Client-Type" "Scopes" "Room" "Room-Name" "Group" "Token-Id" "Issuer" -}}
+{{- $out = append $out (printf "%s%s" $prefix .) -}}
+{{- end -}}
+{{- toJson $out -}}
+{{- end -}}
+
+{{/*
+Headers of an allowed forward-auth answer that the front proxy copies into the upstream request:
+the identity headers, then the rate-limit headers, as a JSON list. Listing every identity header
+also overwrites a client's own header of that name (nginx also removes it when scopegate sent none).
+*/}}
+{{- define "scopegate.forwardAuthHeaders" -}}
+{{- toJson (concat (include "scopegate.identityHeaders" . | fromJsonArray) (include "scopegate.rateLimitHeaders" . | fromJsonArray)) -}}
+{{- end -}}
+
+{{/* The rate-limit headers of SPEC §4, as a JSON list. */}}
+{{- define "scopegate.rateLimitHeaders" -}}
+{{- toJson (list "X-Ratelimit-Limit" "X-Ratelimit-Remaining" "X-Ratelimit-Reset" "RateLimit-Policy" "RateLimit" "X-FloodControl-Limit" "X-FloodControl-Remaining" "X-FloodControl-Reset") -}}
 {{- end -}}
