@@ -1,14 +1,18 @@
 /**
  * One contract for every RateLimitStore (SPEC.md §4): the same assertions run against the memory
- * store (with an injected clock) and against a real Redis. Store-specific behaviour (memory bound,
- * Redis outage and recovery) follows the contract.
+ * store (with an injected clock), a real Redis, and a real three-master Redis Cluster (private,
+ * started by test/helpers/redis-cluster.ts). Store-specific behaviour (memory bound, Redis outage
+ * and recovery, option validation) follows the contract; cluster failover is in
+ * test/integration/redis-cluster.test.ts.
  */
 import net from 'node:net';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { Cluster } from 'ioredis';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createMemoryStore, type MemoryStore } from '../../src/ratelimit/memory-store.js';
 import { createRedisStore, type RedisStore } from '../../src/ratelimit/redis-store.js';
 import type { RateLimitStore } from '../../src/types.js';
 import { deleteKeys, describeRedis, redisClient, redisUrl, uniqueKeyPrefix } from '../helpers/redis.js';
+import { describeRedisCluster, startRedisCluster, type RedisCluster } from '../helpers/redis-cluster.js';
 
 const W = 60_000;
 /** A window-aligned instant; tests move `clock.now` from here. */
@@ -142,6 +146,73 @@ describeRedis('rate-limit store contract: redis', () => {
     // A fresh sub-prefix per store so tests never see each other's counters.
     make: () => createRedisStore({ url: redisUrl(), keyPrefix: `${prefix}:${++n}`, timeoutMs: 1_000 }),
     ttlMs: async (store, key, start) => Math.max(0, await client.pttl((store as RedisStore).redisKey(key, start))),
+  });
+});
+
+describeRedisCluster('rate-limit store contract: redis cluster', () => {
+  let cluster: RedisCluster;
+  let client: Cluster;
+  let n = 0;
+  beforeAll(async () => {
+    cluster = await startRedisCluster();
+    client = new Cluster(cluster.seeds.map((u) => ({ host: '127.0.0.1', port: Number(new URL(u).port) })), { lazyConnect: true });
+    client.on('error', () => {});
+  }, 60_000);
+  afterAll(async () => {
+    client?.disconnect();
+    await cluster?.stop();
+  });
+  storeContract({
+    make: () => createRedisStore({ cluster: cluster.seeds, keyPrefix: `contract:${++n}`, timeoutMs: 1_000 }),
+    ttlMs: async (store, key, start) => Math.max(0, await client.pttl((store as RedisStore).redisKey(key, start))),
+  });
+
+  it('spreads keys over every master: one store answers for all of them', async () => {
+    const store = createRedisStore({ cluster: cluster.seeds.slice(0, 1), keyPrefix: 'spread', timeoutMs: 1_000 });
+    try {
+      const masters = new Set<number>();
+      for (let i = 0; i < 30; i++) {
+        const key = `k${i}`;
+        expect(await store.increment(key, T0, W, true)).toBe(1);
+        masters.add(await cluster.masterOf(store.redisKey(key, T0)));
+      }
+      expect(masters.size).toBe(3);
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+describe('redis store options', () => {
+  it.each([
+    ['url and cluster together', { url: 'redis://x', cluster: ['redis://y'] }],
+    ['an empty cluster list', { cluster: [] }],
+    ['a seed that is not a redis URL', { cluster: ['http://x:1'] }],
+    ['a database number in a cluster seed', { cluster: ['redis://x:1/2'] }],
+    ['seeds with different schemes', { cluster: ['redis://x:1', 'rediss://y:1'] }],
+    ['seeds with different credentials', { cluster: ['redis://a:p@x:1', 'redis://b:p@y:1'] }],
+  ])('rejects %s loudly', (_name, over) => {
+    expect(() => createRedisStore({ keyPrefix: '', timeoutMs: 100, ...over } as Parameters<typeof createRedisStore>[0])).toThrow(TypeError);
+  });
+
+  it('names its topology', async () => {
+    const single = createRedisStore({ url: 'redis://127.0.0.1:1', keyPrefix: '', timeoutMs: 100 });
+    const multi = createRedisStore({ cluster: ['redis://127.0.0.1:1'], keyPrefix: '', timeoutMs: 100 });
+    expect([single.topology, multi.topology]).toEqual(['single', 'cluster']);
+    await Promise.all([single.close(), multi.close()]);
+  });
+
+  it('a cluster store whose seeds are all down rejects increment and ping within its timeout, and reports errors', async () => {
+    const errors: Error[] = [];
+    const store = createRedisStore({ cluster: [`redis://127.0.0.1:${await closedPort()}`], keyPrefix: 'down', timeoutMs: 200, onError: (e) => errors.push(e) });
+    try {
+      await expect(settlesWithin(store.increment('k', T0, W, true), 5_000)).rejects.toThrow(/not ready|closed|available|timed out/i);
+      await expect(settlesWithin(store.ping(), 5_000)).rejects.toThrow();
+      expect(errors.length).toBeGreaterThan(0);
+    } finally {
+      await store.close();
+    }
+    await expect(store.increment('k', T0, W, true)).rejects.toThrow(/closed/);
   });
 });
 
