@@ -4,7 +4,10 @@ import type { Principal } from '../types.js';
 import {
   HOP_BY_HOP,
   MAX_IDENTITY_VALUE_BYTES,
+  CLIENT_ADDRESS_HEADERS,
+  ROUTING_OVERRIDE_HEADERS,
   buildUpstreamHeaders,
+  foldHeaderName,
   responseHeaderList,
   safeHeaderValue,
   stripQueryParams,
@@ -145,11 +148,14 @@ describe('buildUpstreamHeaders', () => {
     expect(out['authorization']).toBe(expected);
   });
 
-  it.each<[string, IncomingHttpHeaders, string]>([
-    ['sets X-Forwarded-For to the client ip', {}, '10.0.0.7'],
-    ['appends to an incoming X-Forwarded-For', { 'x-forwarded-for': '1.1.1.1, 2.2.2.2' }, '1.1.1.1, 2.2.2.2, 10.0.0.7'],
-  ])('%s', (_name, incoming, expected) => {
-    expect(buildUpstreamHeaders(incoming, base)['x-forwarded-for']).toBe(expected);
+  it.each<[string, IncomingHttpHeaders, boolean | undefined, string]>([
+    ['sets X-Forwarded-For to the client ip', {}, undefined, '10.0.0.7'],
+    ['replaces an untrusted peer\'s X-Forwarded-For', { 'x-forwarded-for': '1.1.1.1, 2.2.2.2' }, false, '10.0.0.7'],
+    ['replaces X-Forwarded-For when trust is not said (the safe default)', { 'x-forwarded-for': '1.1.1.1' }, undefined, '10.0.0.7'],
+    ['appends to a trusted peer\'s X-Forwarded-For', { 'x-forwarded-for': '1.1.1.1, 2.2.2.2' }, true, '1.1.1.1, 2.2.2.2, 10.0.0.7'],
+    ['joins a trusted peer\'s repeated X-Forwarded-For', { 'x-forwarded-for': ['1.1.1.1', '2.2.2.2'] } as unknown as IncomingHttpHeaders, true, '1.1.1.1, 2.2.2.2, 10.0.0.7'],
+  ])('%s', (_name, incoming, trustedPeer, expected) => {
+    expect(buildUpstreamHeaders(incoming, { ...base, trustedPeer })['x-forwarded-for']).toBe(expected);
   });
 
   it('sets X-Forwarded-Proto, -Host and X-Request-Id, replacing client values', () => {
@@ -176,6 +182,146 @@ describe('buildUpstreamHeaders', () => {
   it('neutralises header injection through claims', () => {
     const out = buildUpstreamHeaders({}, { ...base, principal: { ...principal, subject: 'evil\r\nX-Auth-Subject: admin' } });
     expect(out['x-auth-subject']).toBe('evilX-Auth-Subject: admin');
+  });
+});
+
+describe('buildUpstreamHeaders: underscores, look-alikes and routing overrides (SPEC §5)', () => {
+  const spoofs: IncomingHttpHeaders = {
+    x_auth_subject: 'admin',
+    'x-auth_scopes': 'admin_group',
+    x_auth_room: '1',
+    'x_auth-is-admin': 'true',
+  };
+
+  it.each<['drop' | 'keep' | undefined, boolean]>([
+    [undefined, false],
+    ['drop', false],
+    ['keep', false],
+    ['keep', true],
+  ])('never lets an identity look-alike through (underscoreHeaders %s, trustedPeer %s)', (underscoreHeaders, trustedPeer) => {
+    const out = buildUpstreamHeaders({ ...spoofs, 'X_AUTH_GROUP': 'root' } as IncomingHttpHeaders, { ...base, principal, underscoreHeaders, trustedPeer });
+    const identity = Object.entries(out).filter(([k]) => foldHeaderName(k).startsWith('x-auth-'));
+    expect(Object.fromEntries(identity)).toEqual({
+      'x-auth-subject': 'user-42',
+      'x-auth-client-type': 'room',
+      'x-auth-scopes': 'send_notification view_room',
+      'x-auth-room': '1234',
+      'x-auth-group': 'g-7',
+      'x-auth-token-id': 'jti-1',
+      'x-auth-issuer': 'scopegate-local',
+    });
+  });
+
+  it('removes identity look-alikes on a public route, with any prefix spelling', () => {
+    for (const identityPrefix of ['X-Auth-', 'x-auth-', 'X-AUTH-']) {
+      const out = buildUpstreamHeaders(spoofs, { ...base, identityPrefix, underscoreHeaders: 'keep' });
+      expect(Object.keys(out).filter((k) => foldHeaderName(k).startsWith('x-auth-'))).toEqual([]);
+    }
+  });
+
+  it('drops every header name containing "_" by default', () => {
+    const out = buildUpstreamHeaders({ x_custom: '1', 'x-trace_id': 't', accept: 'a', 'x-plain': 'p' }, base);
+    expect(out).toMatchObject({ accept: 'a', 'x-plain': 'p' });
+    expect(Object.keys(out).filter((k) => k.includes('_'))).toEqual([]);
+  });
+
+  it('keeps underscore names with underscoreHeaders: keep, unless they fold onto another header', () => {
+    const out = buildUpstreamHeaders(
+      { x_custom: '1', 'x-tenant': 'a', x_tenant: 'b', 'x_dup-name': 'c', x_dup_name: 'd' },
+      { ...base, underscoreHeaders: 'keep' },
+    );
+    expect(out['x_custom']).toBe('1');
+    expect(out['x-tenant']).toBe('a');
+    expect(out).not.toHaveProperty('x_tenant');
+    expect(out).not.toHaveProperty('x_dup-name');
+    expect(out).not.toHaveProperty('x_dup_name');
+  });
+
+  it.each([
+    'x_forwarded_for',
+    'x_forwarded-host',
+    'x_real_ip',
+    'x_request_id',
+    'transfer_encoding',
+    'content_length',
+    'proxy_authorization',
+    'x_original_url',
+    'x_http_method_override',
+    '__proto__',
+  ])('drops %s even with underscoreHeaders: keep and a trusted peer', (name) => {
+    const out = buildUpstreamHeaders({ [name]: ['x'] } as IncomingHttpHeaders, { ...base, underscoreHeaders: 'keep', trustedPeer: true });
+    expect(Object.keys(out)).not.toContain(name);
+    expect(Object.getPrototypeOf(out)).toBe(Object.prototype);
+  });
+
+  it.each([...ROUTING_OVERRIDE_HEADERS])('removes the routing override %s from anyone', (name) => {
+    for (const trustedPeer of [false, true]) {
+      const out = buildUpstreamHeaders(
+        { [name]: '/v2/admin/x', [name.toUpperCase()]: 'DELETE', [name.replaceAll('-', '_')]: '/x' },
+        { ...base, trustedPeer, underscoreHeaders: 'keep' },
+      );
+      expect(Object.keys(out).map(foldHeaderName)).not.toContain(name);
+    }
+  });
+
+  it('folds header names as CGI and WSGI do', () => {
+    expect(foldHeaderName('X_Auth-SUBJECT')).toBe('x-auth-subject');
+    expect(foldHeaderName('accept')).toBe('accept');
+  });
+});
+
+describe('buildUpstreamHeaders: forwarding headers and trusted peers (SPEC §5)', () => {
+  const fromProxy: IncomingHttpHeaders = {
+    host: 'gw.internal:8080',
+    'x-forwarded-for': '203.0.113.9',
+    'x-forwarded-proto': 'https',
+    'x-forwarded-host': 'api.example.com',
+    'x-forwarded-port': '443',
+    'x-forwarded-server': 'lb-1',
+    'x-forwarded-ssl': 'on',
+    forwarded: 'for=203.0.113.9;proto=https;host=api.example.com',
+    'x-real-ip': '203.0.113.9',
+    'true-client-ip': '203.0.113.9',
+  };
+
+  it('replaces everything an untrusted peer says about the request\'s origin', () => {
+    const out = buildUpstreamHeaders(fromProxy, { ...base, trustedPeer: false });
+    expect(out['x-forwarded-for']).toBe('10.0.0.7');
+    expect(out['x-forwarded-proto']).toBe('http');
+    expect(out['x-forwarded-host']).toBe('gw.internal:8080');
+    for (const name of ['x-forwarded-port', 'x-forwarded-server', 'x-forwarded-ssl', 'forwarded', ...CLIENT_ADDRESS_HEADERS]) {
+      expect(out, name).not.toHaveProperty(name);
+    }
+  });
+
+  it('keeps a trusted peer\'s forwarding headers and appends this hop', () => {
+    const out = buildUpstreamHeaders(fromProxy, { ...base, trustedPeer: true });
+    expect(out).toMatchObject({
+      'x-forwarded-for': '203.0.113.9, 10.0.0.7',
+      'x-forwarded-proto': 'https',
+      'x-forwarded-host': 'api.example.com',
+      'x-forwarded-port': '443',
+      'x-forwarded-server': 'lb-1',
+      'x-forwarded-ssl': 'on',
+      'x-real-ip': '203.0.113.9',
+      'true-client-ip': '203.0.113.9',
+      forwarded: 'for=203.0.113.9;proto=https;host=api.example.com, for=10.0.0.7;host="gw.internal:8080";proto=http',
+    });
+  });
+
+  it('fills in what a trusted peer left out, and adds no Forwarded of its own', () => {
+    const out = buildUpstreamHeaders({ host: 'gw' }, { ...base, trustedPeer: true, proto: 'https' });
+    expect(out).toMatchObject({ 'x-forwarded-for': '10.0.0.7', 'x-forwarded-proto': 'https', 'x-forwarded-host': 'gw' });
+    expect(out).not.toHaveProperty('forwarded');
+  });
+
+  it('quotes an IPv6 client and escapes the host in the Forwarded element', () => {
+    const out = buildUpstreamHeaders({ forwarded: 'for=1.2.3.4' }, { ...base, trustedPeer: true, clientIp: '::1', host: 'a"b' });
+    expect(out['forwarded']).toBe('for=1.2.3.4, for="[::1]";host="a\\"b";proto=http');
+  });
+
+  it('still removes X-Forwarded-Prefix from a trusted peer (a routing override)', () => {
+    expect(buildUpstreamHeaders({ 'x-forwarded-prefix': '/admin' }, { ...base, trustedPeer: true })).not.toHaveProperty('x-forwarded-prefix');
   });
 });
 

@@ -1,7 +1,9 @@
 /**
  * What the upstream sees and what the client gets back (SPEC.md §5), as pure functions:
  * hop-by-hop filtering, query rewriting (`auth_token` / `auth_test` removed), identity headers
- * (anti-spoofing first, then the verified principal) and `X-Forwarded-*`.
+ * (anti-spoofing first — `_` read as `-`, as CGI/WSGI servers do — then the verified principal),
+ * routing-override headers removed, underscore names dropped, and `X-Forwarded-*`/`Forwarded`
+ * kept only from trusted peers.
  *
  * All header names in the returned records are lower case, so callers can merge records without
  * ending up with two spellings of the same field.
@@ -12,6 +14,7 @@
  *   const headers = buildUpstreamHeaders(req.headers, {
  *     identityPrefix: 'X-Auth-', principal, token, forwardToken: true,
  *     requestId, clientIp: '10.0.0.7', proto: 'http', host: req.headers.host,
+ *     underscoreHeaders: 'drop', trustedPeer: trusted.contains(req.socket.remoteAddress),
  *   });
  */
 import type { IncomingHttpHeaders } from 'node:http';
@@ -126,6 +129,64 @@ export function safeHeaderValue(value: string): string {
   return Buffer.from(clean.slice(0, end), 'utf8').toString('latin1');
 }
 
+/**
+ * Headers that make an upstream (or a framework in it) re-route or re-method a request after the
+ * gateway authorised its route: IIS/Symfony/Zend `X-Original-URL` and `X-Rewrite-URL`, the
+ * method overrides of Express, Rack, OData and Google APIs, Spring's `X-Forwarded-Prefix`, and the
+ * forward-auth descriptions of another request (nginx `X-Original-URI`/`-Method`, Traefik
+ * `X-Forwarded-Uri`/`-Method`; SPEC §8 reads them, so an auth service behind the gateway would
+ * too). Removed from every request, whoever sent them (SPEC §5). Names as `foldHeaderName` gives.
+ */
+export const ROUTING_OVERRIDE_HEADERS: ReadonlySet<string> = new Set([
+  'x-original-url',
+  'x-rewrite-url',
+  'x-http-method-override',
+  'x-http-method',
+  'x-method-override',
+  'x-forwarded-prefix',
+  'x-original-uri',
+  'x-original-method',
+  'x-forwarded-uri',
+  'x-forwarded-method',
+]);
+
+/**
+ * Headers naming the client's address that frameworks read as the client ip (nginx `X-Real-IP`,
+ * Akamai/Cloudflare `True-Client-IP`, Rails `Client-IP`, ...). Like `X-Forwarded-*` and
+ * `Forwarded` they are kept only from a trusted peer (`trusted_proxies`) and dropped otherwise:
+ * from anyone else they would let a client choose its ip. The gateway never adds them itself;
+ * `X-Forwarded-For` carries the address it saw.
+ */
+export const CLIENT_ADDRESS_HEADERS: ReadonlySet<string> = new Set([
+  'x-real-ip',
+  'true-client-ip',
+  'x-client-ip',
+  'client-ip',
+  'x-cluster-client-ip',
+  'cf-connecting-ip',
+  'fastly-client-ip',
+]);
+
+/**
+ * A header name as CGI and WSGI servers read it: ASCII lower case, `_` the same as `-`
+ * (`X_Auth_Subject` and `x-auth-subject` both become `HTTP_X_AUTH_SUBJECT`).
+ *
+ * @example
+ *   foldHeaderName('X_Auth-SUBJECT'); // 'x-auth-subject'
+ */
+export function foldHeaderName(name: string): string {
+  const lower = name.toLowerCase();
+  return lower.includes('_') ? lower.replaceAll('_', '-') : lower;
+}
+
+/** `Forwarded`, `X-Forwarded-*` or a client-address header (folded name). */
+function isForwardingInfo(folded: string): boolean {
+  return folded.startsWith('x-forwarded-') || folded === 'forwarded' || CLIENT_ADDRESS_HEADERS.has(folded);
+}
+
+/** Names the gateway writes itself, besides identity and forwarding headers (folded). */
+const GATEWAY_WRITES: ReadonlySet<string> = new Set(['authorization', 'x-request-id', 'content-length', 'content-type']);
+
 export interface UpstreamHeaderOptions {
   /** Configured `tokens.identity_header_prefix`, e.g. `X-Auth-`. */
   identityPrefix: string;
@@ -137,20 +198,40 @@ export interface UpstreamHeaderOptions {
   forwardToken: boolean;
   requestId: string;
   clientIp: string;
+  /** `https` when the client came over TLS. */
   proto: 'http' | 'https';
   /** The client's Host; defaults to the incoming `host` header. Sent as X-Forwarded-Host. */
   host?: string | undefined;
+  /**
+   * `listen.underscore_headers`. `drop` (default): every incoming header whose name contains `_`
+   * is removed, since CGI/WSGI servers fold `_` and `-` into one name. `keep`: kept, except one
+   * that folds onto a name the gateway controls (identity prefix, routing overrides, forwarding,
+   * hop-by-hop, Authorization, X-Request-Id, Content-Length/-Type) or onto another incoming
+   * header's name (Puma's CVE-2024-45614: the two would merge upstream).
+   */
+  underscoreHeaders?: 'drop' | 'keep' | undefined;
+  /**
+   * true when the connecting peer is in `trusted_proxies` (the caller matches the socket's
+   * address with `compileCidrs`). Trusted: incoming `X-Forwarded-*`, `Forwarded` and client-address
+   * headers are kept, the client ip is appended to `X-Forwarded-For` and to `Forwarded` (when sent),
+   * and the peer's `X-Forwarded-Proto`/`-Host` win over ours. Otherwise (the default) all of them
+   * are removed and replaced by the gateway's own `X-Forwarded-For/-Proto/-Host`.
+   */
+  trustedPeer?: boolean | undefined;
 }
 
 /**
- * Headers for the upstream request: the client's headers minus hop-by-hop ones and minus every
- * header starting with `identityPrefix` (always, also on public routes: a client can never
- * choose its identity), `Authorization` replaced by `Bearer <token>` only when `forwardToken`
- * and a token was verified, then the identity headers of `principal`, `X-Forwarded-For`
- * (client ip appended to any incoming list), `-Proto`, `-Host` and `X-Request-Id`.
+ * Headers for the upstream request (SPEC §5): the client's headers minus hop-by-hop ones, minus
+ * every header whose name starts with `identityPrefix` compared as `foldHeaderName` does (always,
+ * also on public routes and with `underscoreHeaders: keep`: a client can never choose its
+ * identity), minus routing-override headers, minus underscore names (see the options) and,
+ * unless the peer is trusted, minus forwarding headers. Then `Authorization: Bearer <token>` only
+ * when `forwardToken` and a token was verified, the identity headers of `principal`,
+ * `X-Forwarded-For` (client ip; appended to a trusted peer's list), `-Proto`, `-Host` and
+ * `X-Request-Id`.
  *
  * @example
- *   buildUpstreamHeaders({ 'x-auth-subject': 'admin', accept: '*\/*' }, {
+ *   buildUpstreamHeaders({ 'x-auth-subject': 'admin', x_auth_subject: 'admin', accept: '*\/*' }, {
  *     identityPrefix: 'X-Auth-', principal: { issuerName: 'local', subject: 'u1', clientType: 'user', scopes: ['view_group'] },
  *     forwardToken: false, requestId: 'r1', clientIp: '10.0.0.7', proto: 'http',
  *   });
@@ -160,12 +241,27 @@ export function buildUpstreamHeaders(
   incoming: IncomingHttpHeaders,
   opts: UpstreamHeaderOptions,
 ): Record<string, string | string[]> {
-  const prefix = opts.identityPrefix.toLowerCase();
-  // Set below from the gateway's own knowledge; a client's values never pass as they are.
-  const out = withoutHopByHop(
-    incoming,
-    (name) => name === 'authorization' || name === 'x-forwarded-host' || (prefix !== '' && name.startsWith(prefix)),
-  );
+  const prefix = foldHeaderName(opts.identityPrefix);
+  const keepUnderscore = opts.underscoreHeaders === 'keep';
+  const trusted = opts.trustedPeer === true;
+  let twins: Map<string, number> | undefined;
+  const skip = (name: string): boolean => {
+    let folded = name;
+    if (name.includes('_')) {
+      // `__proto__` cannot be a plain property name: assigning an array to it would swap the prototype.
+      if (!keepUnderscore || name === '__proto__') return true;
+      folded = name.replaceAll('_', '-');
+      twins ??= foldedCounts(incoming);
+      if ((twins.get(folded) ?? 0) > 1) return true;
+      if (HOP_BY_HOP.has(folded) || GATEWAY_WRITES.has(folded) || isForwardingInfo(folded)) return true;
+    }
+    if (prefix !== '' && folded.startsWith(prefix)) return true;
+    if (name === 'authorization' || ROUTING_OVERRIDE_HEADERS.has(folded)) return true;
+    // Set below from the gateway's own knowledge; a client's values never pass as they are.
+    if (isForwardingInfo(folded)) return !trusted || name === 'x-forwarded-for';
+    return false;
+  };
+  const out = withoutHopByHop(incoming, skip);
   if (opts.forwardToken && opts.token) out['authorization'] = `Bearer ${opts.token}`;
 
   const p = opts.principal;
@@ -174,14 +270,45 @@ export function buildUpstreamHeaders(
     for (const name in identity) out[name] = identity[name]!;
   }
 
-  const xff = incoming['x-forwarded-for'];
-  const prior = (Array.isArray(xff) ? xff.join(', ') : (xff ?? '')).trim();
-  out['x-forwarded-for'] = prior ? `${prior}, ${opts.clientIp}` : opts.clientIp;
-  out['x-forwarded-proto'] = opts.proto;
-  const host = opts.host ?? incoming.host;
-  if (host) out['x-forwarded-host'] = host;
+  const host = opts.host ?? findHeader(incoming, 'host');
+  const hostValue = Array.isArray(host) ? host[0] : host;
+  if (trusted) {
+    const prior = joined(findHeader(incoming, 'x-forwarded-for'));
+    out['x-forwarded-for'] = prior ? `${prior}, ${opts.clientIp}` : opts.clientIp;
+    // The first proxy saw the client's scheme and host; ours are those of the hop from it.
+    out['x-forwarded-proto'] ??= opts.proto;
+    if (hostValue && out['x-forwarded-host'] === undefined) out['x-forwarded-host'] = hostValue;
+    const forwarded = joined(out['forwarded']);
+    if (forwarded) out['forwarded'] = `${forwarded}, ${forwardedElement(opts.clientIp, hostValue, opts.proto)}`;
+  } else {
+    out['x-forwarded-for'] = opts.clientIp;
+    out['x-forwarded-proto'] = opts.proto;
+    if (hostValue) out['x-forwarded-host'] = hostValue;
+  }
   out['x-request-id'] = opts.requestId;
   return out;
+}
+
+function joined(v: string | string[] | undefined): string {
+  return (Array.isArray(v) ? v.join(', ') : (v ?? '')).trim();
+}
+
+/** How many incoming names fold onto each folded name (only built when an underscore name is kept). */
+function foldedCounts(h: HeaderRecord): Map<string, number> {
+  const counts = new Map<string, number>();
+  for (const k in h) {
+    if (h[k] === undefined) continue;
+    const f = foldHeaderName(k);
+    counts.set(f, (counts.get(f) ?? 0) + 1);
+  }
+  return counts;
+}
+
+/** One RFC 7239 element for this hop: `for=...;host="...";proto=...`. */
+function forwardedElement(clientIp: string, host: string | undefined, proto: string): string {
+  const quote = (s: string) => `"${s.replace(/["\\]/g, '\\$&')}"`;
+  const node = clientIp === '' ? 'unknown' : clientIp.includes(':') ? quote(`[${clientIp}]`) : clientIp;
+  return `for=${node}${host ? `;host=${quote(host)}` : ''};proto=${proto}`;
 }
 
 // Principals come from the token cache, so the same object serves many requests: its identity
