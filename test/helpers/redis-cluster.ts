@@ -295,9 +295,9 @@ export async function startRedisCluster(opts: { nodeTimeoutMs?: number } = {}): 
       try {
         return await onNode(p.node.port, async (c) => {
           const slot = await c.cluster('KEYSLOT', key);
-          const slots = (await c.cluster('SLOTS')) as Array<[number, number, [string, number]]>;
+          const slots = await c.cluster('SLOTS');
           const range = slots.find((r) => slot >= r[0] && slot <= r[1]);
-          if (!range) throw new Error(`slot ${slot} is not served`);
+          if (!range?.[2]) throw new Error(`slot ${slot} is not served`);
           return Number(range[2][1]);
         });
       } catch {
@@ -333,8 +333,8 @@ export async function startRedisCluster(opts: { nodeTimeoutMs?: number } = {}): 
         for (const p of running()) {
           const ok = await onNode(p.node.port, async (c) => {
             const info = String(await c.cluster('INFO'));
-            const slots = (await c.cluster('SLOTS')) as Array<[number, number, [string, number]]>;
-            return infoOk(info) && slots.every((r) => `${r[2][0]}:${r[2][1]}` !== deadKey);
+            const slots = await c.cluster('SLOTS');
+            return infoOk(info) && slots.every((r) => r[2] !== undefined && `${r[2][0]}:${r[2][1]}` !== deadKey);
           });
           if (!ok) return undefined;
         }
