@@ -1,3 +1,4 @@
+import { createHash, createHmac } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, it, expect } from 'vitest';
 import type { JWTPayload } from 'jose';
 import { createTokenVerifier, type AuthObserver, type TokenVerifier } from './verify-token.js';
@@ -474,5 +475,132 @@ describe('createTokenVerifier: remote JWKS', () => {
     expect(server.fetches).toBe(1);
     await expect(v.verify(await signToken(a, claims('1')))).resolves.toBeDefined();
     expect(server.fetches).toBe(1);
+  });
+});
+
+/** Every spelling of a base64url part that decodes to the same bytes (the last character's unused bits varied). */
+function spellings(part: string): string[] {
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+  const unused = part.length % 4 === 2 ? 4 : part.length % 4 === 3 ? 2 : 0;
+  const base = alphabet.indexOf(part.at(-1)!) & ~((1 << unused) - 1);
+  return Array.from({ length: 1 << unused }, (_, low) => part.slice(0, -1) + alphabet[base | low]!);
+}
+
+describe('createTokenVerifier: one token, one spelling (canonical base64url, SPEC §3)', () => {
+  const kinds = [
+    { alg: 'HS256', expected: 4, mint: () => hsToken(secret, local({ jti: 'one' })) },
+    { alg: 'RS256', expected: 16, mint: () => signToken(rsa, idp({ jti: 'one' })) },
+    { alg: 'ES256', expected: 16, mint: () => signToken(ec, { iss: 'ec', exp: NOW + 60, jti: 'one' }) },
+  ];
+  async function verifierFor(alg: string, observer?: AuthObserver) {
+    if (alg !== 'ES256') return verifier({}, observer);
+    return createTokenVerifier(tokensConfig({ issuers: [{ name: 'ec', issuer: 'ec', algorithms: ['ES256'], jwks_file: 'ec.jwks.json' }] }), {
+      clock: testClock(T0),
+      baseDir: dir.path,
+      observer,
+    });
+  }
+
+  it.each(kinds)('$alg: only the canonical of the $expected signature spellings verifies; the others are token_malformed and never cached', async ({ alg, expected, mint }) => {
+    const rec = recorder();
+    const v = await verifierFor(alg, rec.observer);
+    const token = await mint();
+    const [h, p, sig] = token.split('.') as [string, string, string];
+    const all = spellings(sig);
+    expect(all).toHaveLength(expected);
+    expect(all).toContain(sig);
+    await expect(v.verify(token)).resolves.toMatchObject({ tokenId: 'one' });
+    for (const other of all.filter((s) => s !== sig)) {
+      const respelled = `${h}.${p}.${other}`;
+      expect(v.cached(respelled)).toBeUndefined();
+      const err = await expectCode(v.verify(respelled), respelled, 'token_malformed');
+      expect(err.detail.why).toContain('signature is not canonical base64url');
+      expect(v.cached(respelled)).toBeUndefined();
+    }
+    // The re-spellings never reached the cache: one miss for the canonical token, nothing else.
+    expect(rec.cache).toEqual(['miss']);
+    expect(v.cacheStats().entries).toBe(1);
+  });
+
+  it.each([
+    ['protected header', 0],
+    ['payload', 1],
+  ] as const)('refuses a correctly signed token whose %s is spelled non-canonically', async (what, index) => {
+    // Signed over the exact non-canonical text, so the signature is good: only the spelling check stops it.
+    let parts: string[] = [];
+    for (let pad = 0; pad < 3; pad++) {
+      const t = await hsToken(secret, local({ jti: 'x'.repeat(pad) }), { header: { kid: 'k'.repeat(pad) } });
+      parts = t.split('.');
+      if (parts[index]!.length % 4 !== 0) break;
+    }
+    const variants = spellings(parts[index]!).filter((s) => s !== parts[index]);
+    expect(variants.length).toBeGreaterThan(0);
+    const v = await verifier();
+    for (const variant of variants) {
+      const input = index === 0 ? `${variant}.${parts[1]}` : `${parts[0]}.${variant}`;
+      const t = `${input}.${createHmac('sha256', secret).update(input).digest('base64url')}`;
+      const err = await expectCode(v.verify(t), t, 'token_malformed');
+      expect(err.detail.why).toContain(`${what} is not canonical`);
+    }
+  });
+
+  it('refuses a part whose length is 1 mod 4 (no byte string has it)', async () => {
+    const t = await hsToken(secret, local());
+    const [h, p, sig] = t.split('.');
+    const bad = `${h}.${p}.${sig}AA`; // 43 + 2 = 45 ≡ 1 (mod 4)
+    await expectCode((await verifier()).verify(bad), bad, 'token_malformed');
+  });
+});
+
+describe('createTokenVerifier: tokenHash instead of the raw token', () => {
+  const sha = (t: string) => createHash('sha256').update(t).digest('base64url');
+
+  it('sets principal.tokenHash to SHA-256 base64url of the token, on a miss and on a hit', async () => {
+    const v = await verifier();
+    const t = await hsToken(secret, local());
+    expect((await v.verify(t)).tokenHash).toBe(sha(t));
+    expect((await v.verify(t)).tokenHash).toBe(sha(t));
+    expect(v.cached(t)?.tokenHash).toBe(sha(t));
+  });
+
+  it('sets it with the cache disabled too (the rate limiter keys a jti-less token by it)', async () => {
+    const v = await verifier({ cache: { max_entries: 0 } });
+    const t = await hsToken(secret, local());
+    expect((await v.verify(t)).tokenHash).toBe(sha(t));
+    expect(v.cacheStats()).toEqual({ entries: 0, bytes: 0 });
+  });
+
+  it('keeps no part of the raw token in the principal', async () => {
+    const v = await verifier();
+    const t = await hsToken(secret, local({ jti: 'j', room_id: 7 }));
+    const text = JSON.stringify(await v.verify(t));
+    for (const part of t.split('.')) expect(text).not.toContain(part);
+  });
+});
+
+describe('createTokenVerifier: claims that are not exact (SPEC §3)', () => {
+  it.each<[string, JWTPayload]>([
+    ['a subject with a NUL', { sub: 'admin\u0000' }],
+    ['a subject with BEL', { sub: 'ad\u0007min' }],
+    ['a padded subject', { sub: '  admin  ' }],
+    ['a subject over 1024 bytes', { sub: 'a'.repeat(1025) }],
+    ['an array subject', { sub: ['admin'] as unknown as string }],
+    ['an array room', { room_id: [42] }],
+    ['an object room', { room_id: { id: 42 } }],
+    ['a boolean room', { room_id: true }],
+    ['a null room', { room_id: null }],
+    ['a float room', { room_id: 42.5 }],
+    ['a scope element with a space', { scope: ['view_group', 'x admin_group'] }],
+    ['a scope string with a tab', { scope: 'view_group\tadmin_group' }],
+    ['a numeric client type', { client_type: 1 }],
+  ])('refuses a correctly signed token with %s as token_malformed, and does not cache it', async (_what, claims) => {
+    const rec = recorder();
+    const v = await verifier({}, rec.observer);
+    const t = await hsToken(secret, local(claims));
+    const err = await expectCode(v.verify(t), t, 'token_malformed');
+    expect(err.detail.why).toMatch(/^claim "/);
+    await expectCode(v.verify(t), t, 'token_malformed');
+    expect(rec.cache).toEqual(['miss', 'miss']);
+    expect(v.cached(t)).toBeUndefined();
   });
 });

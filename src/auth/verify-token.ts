@@ -3,10 +3,15 @@
  * `iss` selects; every failure is a GatewayError with a stable code, `tokenPresented: true` and an
  * operator-facing `why` that never contains the token. Successes are cached (token-cache.ts).
  *
- * Order: cache → size/shape (token_malformed) → header `alg` (`none`, or allowed by no issuer:
+ * Order: size/shape/canonical base64url (token_malformed; before the cache, so a re-spelled
+ * token is refused, never looked up) → cache → header `alg` (`none`, or allowed by no issuer:
  * algorithm_forbidden) → issuer by `iss` (issuer_unknown) → `alg` in that issuer's allowlist →
  * keys (key_unknown / keys_unavailable) → jwtVerify: signature, exp, nbf, iss, aud, max age →
- * `iat` not in the future → revoked `jti` → claim mapping.
+ * `iat` not in the future → claim mapping (token_malformed when a claim is not exact) → revoked
+ * `jti`.
+ *
+ * The principal carries `tokenHash` (SHA-256 base64url of the token, computed once per
+ * verification and also the cache key), so nothing downstream needs the raw token to key it.
  *
  * @example
  *   const verifier = await createTokenVerifier(config.tokens, { clock: Date.now, baseDir, observer });
@@ -15,14 +20,19 @@
  */
 import { decodeJwt, decodeProtectedHeader, errors, jwtVerify, type JWTPayload, type JWTVerifyOptions, type ProtectedHeaderParameters } from 'jose';
 import { GatewayError, type ErrorCode } from '../errors.js';
+import { clip as clipBytes } from '../clip.js';
 import type { IssuerConfig, TokensConfig } from '../config/schema.js';
 import type { Clock, Principal } from '../types.js';
 import { mapClaims } from './claims.js';
 import { loadIssuerKeys, type IssuerKeys, type VerifyKey } from './keys.js';
-import { createTokenCache } from './token-cache.js';
+import { createTokenCache, tokenHash } from './token-cache.js';
 
 export interface AuthObserver {
-  /** One call per `verify`: cache hit, miss, or cache disabled (`max_entries: 0`). */
+  /**
+   * One call per `verify` that reaches the cache: hit, miss, or cache disabled (`max_entries: 0`).
+   * A token refused by its shape alone (size, not compact JWS, non-canonical base64url) never
+   * reaches it and is not counted.
+   */
   tokenCache?(result: 'hit' | 'miss' | 'disabled'): void;
   /**
    * One `success` or `error` per JWKS fetch; additionally `stale` each time a failed refresh is
@@ -37,10 +47,14 @@ export interface TokenVerifier {
   /**
    * The principal of an already verified, unexpired token, synchronously (a cache hit, counted as
    * one), else undefined: the request path skips a promise per request when the cache answers.
+   * Keyed by the hash of the exact string: a spelling `verify` refuses is never stored, so it
+   * never answers here either.
    */
   cached(token: string): Principal | undefined;
   /** Per issuer: are its keys available (a remote JWKS never fetched is tried once). */
   readiness(): Promise<Array<{ issuer: string; ok: boolean; error?: string }>>;
+  /** The token cache's entry count and estimated bytes (for tests, the memory bench and ops). */
+  cacheStats(): { entries: number; bytes: number };
 }
 
 export interface VerifierDeps {
@@ -58,6 +72,49 @@ interface IssuerEntry {
 
 /** Three base64url parts; the signature may be empty (so `alg: none` is reported as such). */
 const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
+
+const B64URL = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+
+/**
+ * True when `s` is base64url (no padding) in its one canonical spelling: a length that is not
+ * 1 mod 4, and zero in the unused low bits of the last character (2 bits when 3 characters
+ * remain, 4 when 2 remain). Decoders ignore those bits, so without this check one signature has
+ * 4 (HS256) to 16 (RS/ES) spellings that all verify, each its own cache entry and budget.
+ *
+ * @example
+ *   isCanonicalBase64url('YQ');   // true  ('a')
+ *   isCanonicalBase64url('YR');   // false (also decodes to 'a')
+ */
+export function isCanonicalBase64url(s: string): boolean {
+  for (let i = 0; i < s.length; i++) if (B64URL.indexOf(s[i]!) === -1) return false;
+  const rest = s.length % 4;
+  if (rest === 0) return true;
+  if (rest === 1) return false;
+  const last = B64URL.indexOf(s[s.length - 1]!);
+  return (last & (rest === 2 ? 0x0f : 0x03)) === 0;
+}
+
+/**
+ * The checks that need nothing but the string (size, compact JWS, canonical base64url in each
+ * part), as `token_malformed`; they run before the cache is consulted.
+ */
+export function checkTokenShape(token: string, maxTokenBytes: number): GatewayError | null {
+  if (token.length > maxTokenBytes || Buffer.byteLength(token, 'utf8') > maxTokenBytes) {
+    return fail('token_malformed', `token is longer than ${maxTokenBytes} bytes`);
+  }
+  if (!COMPACT_JWS.test(token)) {
+    return fail('token_malformed', 'not a compact JWS (three base64url parts separated by dots)');
+  }
+  const parts = token.split('.');
+  for (let i = 0; i < 3; i++) {
+    if (!isCanonicalBase64url(parts[i]!)) {
+      return fail('token_malformed', `the ${PART_NAMES[i]} is not canonical base64url (non-zero unused bits or impossible length)`);
+    }
+  }
+  return null;
+}
+
+const PART_NAMES = ['protected header', 'payload', 'signature'] as const;
 
 /**
  * Builds the verifier: reads every issuer's key files once (ConfigError on a bad one) and sets up
@@ -80,15 +137,10 @@ export async function createTokenVerifier(cfg: TokensConfig, deps: VerifierDeps)
   }
   const anyAllowed = new Set<string>(entries.flatMap((e) => e.config.algorithms));
   const tolerance = cfg.clock_tolerance_s;
-  const cache = createTokenCache({ maxEntries: cfg.cache.max_entries, clock });
+  const cache = createTokenCache({ maxEntries: cfg.cache.max_entries, maxBytes: cfg.cache.max_bytes, clock });
 
+  /** Everything after the shape check and the cache: header, issuer, keys, jose, claims. */
   async function verifyUncached(token: string): Promise<{ principal: Principal; cacheUntilMs?: number }> {
-    if (Buffer.byteLength(token, 'utf8') > cfg.max_token_bytes) {
-      throw fail('token_malformed', `token is longer than ${cfg.max_token_bytes} bytes`);
-    }
-    if (!COMPACT_JWS.test(token)) {
-      throw fail('token_malformed', 'not a compact JWS (three base64url parts separated by dots)');
-    }
     let header: ProtectedHeaderParameters;
     try {
       header = decodeProtectedHeader(token);
@@ -161,15 +213,18 @@ export async function createTokenVerifier(cfg: TokensConfig, deps: VerifierDeps)
   return {
     cached(token) {
       if (!cache.enabled) return undefined;
-      const hit = cache.get(token);
+      const hit = cache.get(tokenHash(token));
       if (hit) observer?.tokenCache?.('hit');
       return hit;
     },
     async verify(token) {
+      const bad = checkTokenShape(token, cfg.max_token_bytes);
+      if (bad) throw bad;
+      const key = tokenHash(token);
       if (!cache.enabled) {
         observer?.tokenCache?.('disabled');
       } else {
-        const hit = cache.get(token);
+        const hit = cache.get(key);
         if (hit) {
           observer?.tokenCache?.('hit');
           return hit;
@@ -177,8 +232,12 @@ export async function createTokenVerifier(cfg: TokensConfig, deps: VerifierDeps)
         observer?.tokenCache?.('miss');
       }
       const { principal, cacheUntilMs } = await verifyUncached(token);
-      cache.set(token, principal, cacheUntilMs);
+      principal.tokenHash = key;
+      cache.set(key, principal, cacheUntilMs);
       return principal;
+    },
+    cacheStats() {
+      return { entries: cache.size, bytes: cache.bytes };
     },
     async readiness() {
       return Promise.all(
@@ -196,7 +255,7 @@ function fail(code: ErrorCode, why: string): GatewayError {
 }
 
 function clip(s: string): string {
-  return s.length > 64 ? `${s.slice(0, 64)}…` : s;
+  return clipBytes(s, 64);
 }
 
 /** Maps a jose (or key-resolution) failure to our code. Only jose's messages are used: they never hold the token. */
