@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { RouteConfig } from '../config/schema.js';
 import type { CompiledRoute, Principal } from '../types.js';
-import { authorize, isAuthTest } from './authorize.js';
+import { authorize, isAuthTest, isNumericPathValue, roomMatches } from './authorize.js';
 
 function route(config: Partial<RouteConfig>): CompiledRoute {
   const c = { path: '/v2/room/{room}', public: false, ...config } as RouteConfig;
@@ -31,6 +31,61 @@ describe('authorize', () => {
   it.each(cases)('%s', (_name, cfg, principal, params, expected) => {
     const denied = authorize(route(cfg), p(principal), params);
     expect(denied?.code ?? null).toBe(expected);
+  });
+
+  // SPEC §3: a path value made only of digits names a room id, never a room name.
+  const roomCases: Array<[string, Partial<Principal>, string, string | null]> = [
+    ['a digits-only room name does not reach the room with that id', { clientType: 'room', room: '7', roomName: '42' }, '42', 'room_forbidden'],
+    ['a digits-only room name without a room id reaches nothing numeric', { clientType: 'room', roomName: '42' }, '42', 'room_forbidden'],
+    ['a numeric room id still matches its own digits', { clientType: 'room', room: '42', roomName: '42' }, '42', null],
+    ['a zero-padded path is not the room id', { clientType: 'room', room: '42' }, '042', 'room_forbidden'],
+    ['a signed path value is not the room id', { clientType: 'room', room: '42' }, '+42', 'room_forbidden'],
+    ['a zero-padded room name is compared as a number', { clientType: 'room', room: '7', roomName: '042' }, '042', 'room_forbidden'],
+    ['a "+42" room name is compared as a number', { clientType: 'room', room: '7', roomName: '+42' }, '+42', 'room_forbidden'],
+    ['a "-1" room name is compared as a number', { clientType: 'room', room: '7', roomName: '-1' }, '-1', 'room_forbidden'],
+    ['a room name of fullwidth digits is compared as a number', { clientType: 'room', room: '7', roomName: '４２' }, '４２', 'room_forbidden'],
+    ['a room name of Arabic-Indic digits is compared as a number', { clientType: 'room', room: '7', roomName: '٤٢' }, '٤٢', 'room_forbidden'],
+    ['a "4_2" room name is compared as a number', { clientType: 'room', room: '7', roomName: '4_2' }, '4_2', 'room_forbidden'],
+    ['a room name with digits and letters is still a name', { clientType: 'room', room: '7', roomName: 'ops42' }, 'ops42', null],
+    ['a room name like "42a" is still a name', { clientType: 'room', room: '7', roomName: '42a' }, '42a', null],
+    ['a room name "1.5" is still a name', { clientType: 'room', room: '7', roomName: '1.5' }, '1.5', null],
+    ['a room name is compared exactly (case)', { clientType: 'room', room: '7', roomName: 'Ops' }, 'ops', 'room_forbidden'],
+    ['a room name is compared exactly (spaces)', { clientType: 'room', room: '7', roomName: 'Ops' }, 'Ops ', 'room_forbidden'],
+    ['a non-numeric room id matches exactly', { clientType: 'room', room: 'abc' }, 'abc', null],
+    ['an empty path value matches nothing', { clientType: 'room', room: '7', roomName: 'ops' }, '', 'room_forbidden'],
+    ['a user token with only a room name is bound by it', { clientType: 'user', roomName: 'ops' }, 'dev', 'room_forbidden'],
+  ];
+  it.each(roomCases)('%s', (_name, principal, value, expected) => {
+    const denied = authorize(route({ room_param: 'room' }), p(principal), { room: value });
+    expect(denied?.code ?? null).toBe(expected);
+    expect(roomMatches(p(principal), value)).toBe(expected === null);
+  });
+
+  it('says why a numeric room name was not used, without any token text', () => {
+    const denied = authorize(route({ room_param: 'room' }), p({ clientType: 'room', room: '7', roomName: '42' }), { room: '42' });
+    expect(denied?.detail.why).toContain('numeric path value is compared with the room id only');
+    expect(denied?.detail.room).toBe('42');
+  });
+
+  it.each([
+    ['42', true],
+    ['0', true],
+    ['042', true],
+    ['+42', true],
+    ['-42', true],
+    [' 42 ', true],
+    ['4_2', true],
+    ['４２', true],
+    ['42a', false],
+    ['4__2', false],
+    ['_42', false],
+    ['1.5', false],
+    ['1e3', false],
+    ['', false],
+    ['+', false],
+    ['ops', false],
+  ])('isNumericPathValue(%j) → %s', (value, expected) => {
+    expect(isNumericPathValue(value)).toBe(expected);
   });
 
   it('names the route scopes in HipChat wording on scope_insufficient', () => {

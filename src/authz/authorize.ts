@@ -1,6 +1,7 @@
 /**
  * Authorization (SPEC §1.5), pure: client type, then scopes, then room binding.
  * Returns the refusal, or null when the principal may call the route.
+ * Room binding compares exact strings; a numeric path value is compared with the room id only.
  *
  * @example
  *   const denied = authorize(route, principal, { room_id_or_name: '42' });
@@ -10,6 +11,7 @@ import { CLIENT_TYPES } from '../config/schema.js';
 import { GatewayError } from '../errors.js';
 import type { CompiledRoute, Principal } from '../types.js';
 import { formDecode } from '../form-decode.js';
+import { clip } from '../clip.js';
 
 /** Expands a route's client_types (`oauth` = any of group, room, user); absent = any. */
 export function allowedClientTypes(route: CompiledRoute): readonly string[] {
@@ -42,15 +44,33 @@ export function authorize(route: CompiledRoute, p: Principal, params: Readonly<R
   }
   if (cfg.room_param && isRoomBound(p)) {
     const room = params[cfg.room_param] ?? '';
-    const ok = (p.room !== undefined && room === p.room) || (p.roomName !== undefined && room === p.roomName);
-    if (!ok) {
+    if (!roomMatches(p, room)) {
       return new GatewayError('room_forbidden', {
         room,
-        why: `token bound to room ${p.room ?? '(none)'}${p.roomName ? ` / "${p.roomName}"` : ''}, path names "${room}"`,
+        why: `token bound to room ${p.room === undefined ? '(none)' : `"${clip(p.room, 64)}"`}${p.roomName !== undefined ? ` / "${clip(p.roomName, 64)}"` : ''}, path names "${clip(room, 128)}"${
+          isNumericPathValue(room) && room === p.roomName ? ' (a numeric path value is compared with the room id only)' : ''
+        }`,
       });
     }
   }
   return null;
+}
+
+/**
+ * A path value an upstream could read as a number (`42`, `042`, `+42`, ` 42`, `4_2`, `４２`:
+ * Python's int() takes all of these): it names a room by id, so it is compared with the room id
+ * claim only, never with the room name (SPEC §3). A room named "42" is reached by its id.
+ */
+export function isNumericPathValue(value: string): boolean {
+  return NUMERIC.test(value);
+}
+
+const NUMERIC = /^\s*[+-]?\p{Nd}+(?:_\p{Nd}+)*\s*$/u;
+
+/** The path's room value names the token's room: equal to its room id, or (when not numeric) its room name. */
+export function roomMatches(p: Principal, room: string): boolean {
+  if (p.room !== undefined && room === p.room) return true;
+  return p.roomName !== undefined && room === p.roomName && !isNumericPathValue(room);
 }
 
 /** True when the raw query has `auth_test=true` (value case-insensitive, name exact). */
