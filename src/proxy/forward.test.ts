@@ -61,6 +61,8 @@ async function gateway(upstreamUrl: string, cfg: Partial<UpstreamConfig> = {}): 
         requestId: 'gw-request-id',
         clientIp: req.socket.remoteAddress ?? '',
         proto: 'http',
+        // The test client connects from loopback, which the default trusted_proxies trusts.
+        trustedPeer: true,
       }),
       responseHeaders: { 'X-Request-Id': 'gw-request-id', 'X-Ratelimit-Remaining': '499' },
     };

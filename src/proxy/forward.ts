@@ -3,22 +3,44 @@
  * HTTP goes through undici — one keep-alive `Pool` per configured upstream — streaming the
  * request body from the client and the response body straight into the Node `ServerResponse`
  * with backpressure; nothing is buffered. WebSocket upgrades go to `websocket.ts` (http-proxy).
+ * Node-only and self-contained (a Bun door forwards with Bun's fetch instead).
+ *
+ * Slow clients cannot hold an upstream's connections from everybody else:
+ * - at most `max_sockets` requests per upstream are handed to undici; the rest wait in a Gate
+ *   here, so that one whose time runs out while waiting is taken out and never sent (undici's own
+ *   queue cannot drop an entry);
+ * - `timeout_ms` counts from the call to `forward()`: the wait for a connection, the connect, and
+ *   the wait for response headers once the request body is complete. It does not count while
+ *   the request body is still arriving from the client: that is the client's time, bounded per
+ *   pause by `bodyIdleTimeoutMs` (an upstream that stops reading the body is still bounded, by
+ *   undici's `headersTimeout`);
+ * - a pause inside the request body longer than `bodyIdleTimeoutMs` (only time spent waiting
+ *   for client bytes; never time the client is held back by our backpressure) aborts the
+ *   upstream request, which frees its connection, and answers 408 request_timeout.
  *
  * Failures:
  * - refused / reset / DNS / connect timeout before response headers → 502 upstream_unavailable,
  *   rendered with `deps.render`;
- * - no response headers within `timeout_ms` → 504 upstream_timeout;
- * - a failure after headers were sent (reset mid-body, `timeout_ms` without a body chunk) → the
- *   client connection is destroyed (the status cannot change any more) and `error` is reported;
- * - the client hanging up → the upstream request is aborted, `{ aborted: true }`.
- * Nothing here throws for a network failure or leaves an 'error' event unhandled.
+ * - no response headers within `timeout_ms` (waiting for a connection included) → 504
+ *   upstream_timeout;
+ * - the request body pausing longer than `bodyIdleTimeoutMs` → 408 request_timeout (not an
+ *   upstream failure: `onUpstreamError` is not called);
+ * - any of these after headers were sent (reset mid-body, `timeout_ms` without a body chunk, the
+ *   body pausing while the upstream already answers) → the client connection is destroyed (the
+ *   status cannot change any more) and `error` is reported;
+ * - the client hanging up → the upstream request is aborted (or never sent), `{ aborted: true }`.
+ * Every refusal that leaves request body unread carries `Connection: close`. Nothing here
+ * throws for a network failure or leaves an 'error' event unhandled.
  *
  * `Expect: 100-continue` is not forwarded: undici refuses the header, and Node has already
  * answered the client's `100 Continue` when it emitted the request, so the body flows anyway.
  * 1xx responses from the upstream (103 Early Hints) are not relayed.
  *
  * @example
- *   const fwd = createForwarder(config.upstreams, { render: (e) => renderError(e, { realm: 'api' }) });
+ *   const fwd = createForwarder(config.upstreams, {
+ *     render: (e) => renderError(e, { realm: 'api' }),
+ *     bodyIdleTimeoutMs: config.listen.body_idle_timeout_ms,
+ *   });
  *   server.on('request', async (req, res) => {
  *     const r = await fwd.forward(req, res, {
  *       upstream: 'default', pathAndQuery: '/v2/room?expand=items',
@@ -30,7 +52,7 @@
  *   await fwd.close();
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Duplex } from 'node:stream';
+import { Readable, type Duplex } from 'node:stream';
 import { Pool, type Dispatcher } from 'undici';
 import type { UpstreamConfig } from '../config/schema.js';
 import { GatewayError } from '../errors.js';
@@ -54,9 +76,12 @@ export interface ForwardOptions {
 export interface ForwardResult {
   /** Status as sent to the client; 499 when the client left before any response was sent. */
   status: number;
-  /** Milliseconds from dispatch to the upstream's response headers (0 when there were none). */
+  /** Milliseconds from the call to `forward()` to the upstream's response headers, or to the failure. */
   upstreamMs: number;
-  /** Set when the exchange failed on the upstream side (before or after headers were sent). */
+  /**
+   * Set when the exchange failed (before or after headers were sent): `upstream_unavailable`,
+   * `upstream_timeout`, or `request_timeout` when the client's body stalled.
+   */
   error?: GatewayError;
   /** The client hung up before the response finished; the upstream request was aborted. */
   aborted?: boolean;
@@ -67,7 +92,7 @@ export interface Forwarder {
   forward(req: IncomingMessage, res: ServerResponse, opts: ForwardOptions): Promise<ForwardResult>;
   /** Proxies a WebSocket upgrade (the request already passed the pipeline). */
   upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, opts: ForwardOptions): void;
-  /** Closes every pool, letting in-flight requests finish. */
+  /** Closes every pool, letting in-flight requests (and those waiting for a connection) finish. Idempotent. */
   close(): Promise<void>;
 }
 
@@ -75,6 +100,13 @@ export interface ForwarderDeps {
   /** Renders the gateway's own error response (renderError bound to the realm/docs URL). */
   render: (err: GatewayError) => RenderedError;
   clock?: Clock;
+  /**
+   * Longest pause inside a request body, ms (`listen.body_idle_timeout_ms`; default 30000): then
+   * 408 request_timeout if no response has started (else the client connection is cut), and the
+   * upstream request is aborted, its connection freed. Only time spent waiting for client bytes
+   * counts, never time the client is held back because the upstream is not reading.
+   */
+  bodyIdleTimeoutMs?: number;
   /** Called once per upstream failure, with the reason code it maps to (for logs and metrics). */
   onUpstreamError?: (err: Error, code: ErrorCode) => void;
 }
@@ -88,6 +120,7 @@ const KEEP_ALIVE_TIMEOUT_MS = 4_000;
 interface UpstreamEntry {
   config: UpstreamConfig;
   pool: Pool;
+  gate: Gate;
   /** Path of the upstream URL without its trailing slash ('' for `http://host:port`). */
   prefix: string;
 }
@@ -123,84 +156,430 @@ function whenClosed(res: ServerResponse): Promise<void> {
 /** The abort reason given to undici when the client hung up; never shown to anyone. */
 const CLIENT_GONE = Object.assign(new Error('client closed the connection'), { code: 'CLIENT_GONE' });
 
+/** Node's timers hold at most this many ms; a longer delay fires after 1 ms. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** `listen.body_idle_timeout_ms`'s default, for callers that do not pass one. */
+export const DEFAULT_BODY_IDLE_TIMEOUT_MS = 30_000;
+
 /**
- * One proxied exchange as an undici dispatch handler: response headers and chunks are written
- * straight into the Node response, and the upstream is paused while the client's socket is full.
- * `settle` runs exactly once, with the upstream error if the exchange failed.
+ * At most `limit` exchanges per upstream are handed to undici (its Pool has that many
+ * connections); the others wait here, oldest first. undici cannot drop a queued dispatch: a
+ * request gets its abort handle only when it is written to a socket, so one that ran out of time
+ * in undici's queue would still reach the upstream later (or cost a connection to refuse it).
+ * One that waits here is simply taken out.
  */
-class Relay implements Dispatcher.DispatchHandler {
-  controller: Dispatcher.DispatchController | null = null;
-  clientGone = false;
-  upstreamMs = 0;
-  private settled = false;
+class Gate {
+  private active = 0;
+  private pumping = false;
+  private readonly waiting = new Set<() => void>();
+  private drainedWaiters: Array<() => void> = [];
 
-  constructor(
-    private readonly res: ServerResponse,
-    private readonly ownHeaders: Readonly<Record<string, string>>,
-    private readonly clock: Clock,
-    private readonly start: number,
-    private readonly settle: (relay: Relay, err: Error | undefined) => void,
-  ) {}
+  constructor(private readonly limit: number) {}
 
-  /** The client's response closed: unless it was finished (or failed by us), the client left. */
-  readonly onClientClose = (): void => {
-    const res = this.res;
-    if (this.settled || res.writableFinished || res.errored) return;
-    this.clientGone = true;
-    this.controller?.abort(CLIENT_GONE);
-  };
-
-  private readonly onDrain = (): void => this.controller?.resume();
-
-  onRequestStart(controller: Dispatcher.DispatchController): void {
-    this.controller = controller;
-    if (this.clientGone) controller.abort(CLIENT_GONE);
-  }
-
-  onResponseStart(_c: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
-    if (statusCode < 200) return; // 103 Early Hints and the like are not relayed
-    this.upstreamMs = this.clock() - this.start;
-    this.res.writeHead(statusCode, responseHeaderList(headers, this.ownHeaders));
-  }
-
-  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
-    if (!this.res.write(chunk)) {
-      controller.pause();
-      this.res.once('drain', this.onDrain);
+  /** Runs `start` now if a connection is free, else once one is (unless cancelled first). */
+  enter(start: () => void): void {
+    if (this.active < this.limit && this.waiting.size === 0) {
+      this.active++;
+      start();
+    } else {
+      this.waiting.add(start);
     }
   }
 
-  onResponseEnd(): void {
-    this.res.end();
-    this.finish(undefined);
+  /** Takes a waiting `start` back; false when it already ran. */
+  cancel(start: () => void): boolean {
+    const had = this.waiting.delete(start);
+    if (had) this.notifyDrained();
+    return had;
   }
 
-  onResponseError(_c: Dispatcher.DispatchController, err: Error): void {
-    this.finish(err);
+  /** An exchange that `enter` started is over (undici released it). */
+  leave(): void {
+    this.active--;
+    this.pump();
   }
 
-  private finish(err: Error | undefined): void {
-    if (this.settled) return;
-    this.settled = true;
-    this.res.off('close', this.onClientClose);
-    this.res.off('drain', this.onDrain);
-    this.settle(this, err);
+  /** Resolves once nobody is waiting (started exchanges may still run). */
+  drained(): Promise<void> {
+    if (this.waiting.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.drainedWaiters.push(resolve));
+  }
+
+  private pump(): void {
+    // A start that fails synchronously leaves again from inside this loop: loop, don't recurse.
+    if (this.pumping) return;
+    this.pumping = true;
+    try {
+      while (this.active < this.limit) {
+        const next = this.waiting.values().next();
+        if (next.done) break;
+        this.waiting.delete(next.value);
+        this.active++;
+        next.value();
+      }
+    } finally {
+      this.pumping = false;
+    }
+    this.notifyDrained();
+  }
+
+  private notifyDrained(): void {
+    if (this.waiting.size > 0 || this.drainedWaiters.length === 0) return;
+    for (const resolve of this.drainedWaiters.splice(0)) resolve();
   }
 }
 
 /**
- * Builds one Pool per upstream. Options map from config as: `max_sockets` → `connections`,
- * `connect_timeout_ms` → `connectTimeout`, `timeout_ms` → `headersTimeout` and `bodyTimeout`
- * (the longest silence between two body chunks).
+ * The part of `timeout_ms` the upstream has not used yet. It runs while the gateway waits for a
+ * connection or for response headers, and is paused while the request body is still coming from
+ * the client: that time is the client's, bounded per pause by `body_idle_timeout_ms`.
+ */
+class Countdown {
+  private left: number;
+  private since = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private stopped = false;
+
+  constructor(
+    ms: number,
+    private readonly onExpire: () => void,
+  ) {
+    this.left = ms;
+  }
+
+  run(): void {
+    if (this.timer !== undefined || this.stopped) return;
+    this.since = performance.now();
+    this.timer = setTimeout(this.fire, Math.max(0, this.left));
+  }
+
+  pause(): void {
+    if (this.timer === undefined) return;
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    this.left -= performance.now() - this.since;
+  }
+
+  stop(): void {
+    this.pause();
+    this.stopped = true;
+  }
+
+  private readonly fire = (): void => {
+    this.timer = undefined;
+    this.stopped = true;
+    this.onExpire();
+  };
+}
+
+/**
+ * The client's request body as undici reads it, with a clock on the client's pauses. The clock
+ * runs only while the gateway is waiting for client bytes (undici asked for more and our buffer
+ * has room), never while the client is held back by our own backpressure (undici not reading
+ * because the upstream is not): a slow upstream or a paused download is not the client's
+ * idleness. Every chunk restarts it; past `idleMs`, `onIdle` runs once.
+ *
+ * Destroying it never destroys the client's request: that socket may still carry our answer.
+ * The rest of the body is read and dropped instead, as Node does for a handler that ignores a
+ * body, so the client is not reset while our answer is in flight.
+ */
+class BodyWatch extends Readable {
+  /** performance.now() since when we wait for client bytes; -1 while we are not waiting. */
+  private waitingSince = -1;
+  private timer: NodeJS.Timeout | undefined;
+  private ended = false;
+
+  constructor(
+    private readonly src: IncomingMessage,
+    private readonly idleMs: number,
+    private readonly onIdle: () => void,
+    private readonly onClientGone: () => void,
+  ) {
+    super();
+    src.pause(); // before 'data' is listened to, so that the listener does not start the flow
+    src.on('data', this.onData);
+    src.on('end', this.onEnd);
+    src.on('error', this.onSrcError);
+    src.on('close', this.onSrcClose);
+  }
+
+  override _read(): void {
+    this.wait();
+    this.src.resume();
+  }
+
+  override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    this.waitingSince = -1;
+    const src = this.src;
+    src.off('data', this.onData);
+    src.off('end', this.onEnd);
+    src.off('error', this.onSrcError);
+    src.off('close', this.onSrcClose);
+    if (!this.ended && !src.destroyed) {
+      src.on('error', ignore);
+      src.resume();
+    }
+    callback(err);
+  }
+
+  private readonly onData = (chunk: Buffer): void => {
+    this.waitingSince = -1;
+    if (this.push(chunk)) this.wait();
+    else this.src.pause(); // our buffer is full: from now on we keep the client waiting, not it us
+  };
+
+  private readonly onEnd = (): void => {
+    this.ended = true;
+    this.waitingSince = -1;
+    this.push(null);
+  };
+
+  private readonly onSrcError = (err: Error): void => this.gone(err);
+
+  private readonly onSrcClose = (): void => this.gone(CLIENT_GONE);
+
+  private gone(err: Error): void {
+    if (this.ended || this.destroyed) return;
+    this.onClientGone();
+    this.destroy(err);
+  }
+
+  private wait(): void {
+    if (this.ended || this.waitingSince >= 0) return;
+    this.waitingSince = performance.now();
+    // One timer per body, re-armed lazily: a chunk only moves `waitingSince`.
+    if (this.timer === undefined) this.timer = setTimeout(this.check, this.idleMs);
+  }
+
+  private readonly check = (): void => {
+    this.timer = undefined;
+    if (this.waitingSince < 0 || this.destroyed) return;
+    const idle = performance.now() - this.waitingSince;
+    if (idle < this.idleMs) {
+      this.timer = setTimeout(this.check, Math.max(1, this.idleMs - idle));
+      return;
+    }
+    this.waitingSince = -1;
+    this.onIdle();
+  };
+}
+
+function ignore(): void {}
+
+interface ExchangeParams {
+  req: IncomingMessage;
+  res: ServerResponse;
+  entry: UpstreamEntry;
+  dispatchOptions: Omit<Dispatcher.DispatchOptions, 'body'>;
+  ownHeaders: Readonly<Record<string, string>>;
+  withBody: boolean;
+  bodyIdleTimeoutMs: number;
+  deps: ForwarderDeps;
+  clock: Clock;
+  resolve: (r: ForwardResult) => void;
+}
+
+/**
+ * One proxied exchange, from the decision to forward to the last response byte, and its undici
+ * dispatch handler: it waits for a connection in the upstream's Gate, streams the request body
+ * through a BodyWatch, writes response headers and chunks straight into the Node response and
+ * pauses the upstream while the client's socket is full. Three clocks can end it early — the
+ * upstream's `timeout_ms` (504), the body's idle timeout (408), the client leaving (499) — and
+ * whichever fires first aborts the undici request (or takes it out of the Gate) and answers.
+ * The result is resolved exactly once; the Gate slot is given back exactly once, when undici is
+ * done with the request.
+ */
+class Exchange implements Dispatcher.DispatchHandler {
+  private controller: Dispatcher.DispatchController | null = null;
+  /** waiting: in the Gate; dispatched: handed to undici, not yet written; requesting: written; responding: headers relayed. */
+  private stage: 'waiting' | 'dispatched' | 'requesting' | 'responding' = 'waiting';
+  private clientGone = false;
+  private answered = false;
+  private released = false;
+  private bodyDone = false;
+  /** Set by our own clocks; it is the answer, whatever error undici reports for the abort. */
+  private failure: GatewayError | null = null;
+  private upstreamMs = 0;
+  private readonly start: number;
+  private readonly countdown: Countdown;
+  private readonly body: BodyWatch | null;
+
+  constructor(private readonly p: ExchangeParams) {
+    this.start = p.clock();
+    this.countdown = new Countdown(p.entry.config.timeout_ms, this.onUpstreamTimeout);
+    this.body = p.withBody ? new BodyWatch(p.req, p.bodyIdleTimeoutMs, this.onBodyIdle, this.onBodyClientGone) : null;
+    this.body?.once('end', this.onBodyEnd);
+  }
+
+  begin(): void {
+    this.p.res.once('close', this.onClientClose);
+    this.countdown.run();
+    this.p.entry.gate.enter(this.dispatch);
+  }
+
+  private readonly dispatch = (): void => {
+    this.stage = 'dispatched';
+    this.p.entry.pool.dispatch({ ...this.p.dispatchOptions, body: this.body }, this);
+  };
+
+  // --- our clocks and the client ---
+
+  /** The client's response closed: unless it was finished (or failed by us), the client left. */
+  private readonly onClientClose = (): void => {
+    const res = this.p.res;
+    if (this.answered || res.writableFinished || res.errored) return;
+    this.clientGone = true;
+    this.stop(CLIENT_GONE);
+  };
+
+  private readonly onBodyClientGone = (): void => {
+    this.clientGone = true;
+  };
+
+  private readonly onUpstreamTimeout = (): void => {
+    const why = this.stage === 'waiting' ? 'no free upstream connection within timeout_ms' : 'no response headers within timeout_ms';
+    this.fail(new GatewayError('upstream_timeout', { why }));
+  };
+
+  private readonly onBodyIdle = (): void => {
+    this.fail(new GatewayError('request_timeout', { why: 'the request body paused longer than body_idle_timeout_ms' }));
+  };
+
+  private readonly onBodyEnd = (): void => {
+    this.bodyDone = true;
+    if (this.stage === 'requesting') this.countdown.run(); // the rest of the wait is the upstream's again
+  };
+
+  private fail(err: GatewayError): void {
+    if (this.answered || this.failure) return;
+    this.failure = err;
+    this.stop(err);
+  }
+
+  /** Ends the exchange from our side: abort the written request, or never let it be written. */
+  private stop(reason: Error): void {
+    if (this.controller) {
+      this.controller.abort(reason); // undici answers through onResponseError
+      return;
+    }
+    if (this.stage === 'waiting') {
+      this.p.entry.gate.cancel(this.dispatch);
+      this.body?.destroy();
+    }
+    // 'dispatched': undici still holds it; onRequestStart aborts it before a byte is written.
+    this.answer(this.failure);
+  }
+
+  // --- undici's side ---
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.controller = controller;
+    if (this.clientGone || this.failure) {
+      controller.abort(this.failure ?? CLIENT_GONE);
+      return;
+    }
+    this.stage = 'requesting';
+    if (this.body && !this.bodyDone) this.countdown.pause(); // the client is sending: its time, not the upstream's
+  }
+
+  onResponseStart(_c: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
+    if (statusCode < 200) return; // 103 Early Hints and the like are not relayed
+    this.stage = 'responding';
+    this.countdown.stop();
+    this.upstreamMs = this.p.clock() - this.start;
+    this.p.res.writeHead(statusCode, responseHeaderList(headers, this.p.ownHeaders));
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (!this.p.res.write(chunk)) {
+      controller.pause();
+      this.p.res.once('drain', this.onDrain);
+    }
+  }
+
+  onResponseEnd(): void {
+    this.p.res.end();
+    this.release();
+    this.answer(null);
+  }
+
+  onResponseError(_c: Dispatcher.DispatchController, err: Error): void {
+    this.release();
+    if (this.answered) return;
+    if (this.failure || this.clientGone) return this.answer(this.failure);
+    const code = reasonFor(err);
+    this.answer(new GatewayError(code, { why: describe(err) }), err);
+  }
+
+  private readonly onDrain = (): void => this.controller?.resume();
+
+  /** undici is done with the request: its connection is free for the next one in the Gate. */
+  private release(): void {
+    if (this.released) return;
+    this.released = true;
+    this.p.res.off('drain', this.onDrain);
+    this.countdown.stop();
+    this.body?.destroy();
+    this.p.entry.gate.leave();
+  }
+
+  /** Resolves the result once: a success, the client gone, or `err` answered (or the connection cut). */
+  private answer(err: GatewayError | null, cause?: Error): void {
+    if (this.answered) return;
+    this.answered = true;
+    this.countdown.stop();
+    const { res, resolve, deps } = this.p;
+    if (!err && !this.clientGone) return resolve({ status: res.statusCode, upstreamMs: this.upstreamMs });
+    const upstreamMs = res.headersSent ? this.upstreamMs : this.p.clock() - this.start; // or time until the failure
+    if (this.clientGone) {
+      return resolve({ status: res.headersSent ? res.statusCode : CLIENT_CLOSED_REQUEST, upstreamMs, aborted: true });
+    }
+    const error = err!;
+    if (error.code !== 'request_timeout') deps.onUpstreamError?.(cause ?? error, error.code);
+    if (res.headersSent || res.destroyed) {
+      // The status line is gone: the only honest signal left is a broken connection.
+      res.destroy();
+      return resolve({ status: res.headersSent ? res.statusCode : CLIENT_CLOSED_REQUEST, upstreamMs, error });
+    }
+    const rendered = deps.render(error);
+    const h: Record<string, string> = { ...rendered.headers, ...this.p.ownHeaders };
+    // An unread request body would be parsed as the next request: close after this answer.
+    if (this.p.withBody && !this.p.req.complete) h['connection'] = 'close';
+    res.writeHead(rendered.status, h);
+    res.end(rendered.body);
+    void whenClosed(res).then(() => resolve({ status: rendered.status, upstreamMs, error }));
+  }
+}
+
+/**
+ * Builds one Pool per upstream. Options map from config as: `max_sockets` → `connections` (and
+ * the size of the Gate in front of it), `connect_timeout_ms` → `connectTimeout`, `timeout_ms` →
+ * our own countdown from the decision to forward (see Countdown), undici's `headersTimeout` (which
+ * also fires when the upstream stops reading the request body for that long) and `bodyTimeout`
+ * (the longest silence between two response body chunks).
  */
 export function createForwarder(upstreams: Record<string, UpstreamConfig>, deps: ForwarderDeps): Forwarder {
   const clock = deps.clock ?? systemClock;
+  const bodyIdleTimeoutMs = deps.bodyIdleTimeoutMs ?? DEFAULT_BODY_IDLE_TIMEOUT_MS;
+  if (!Number.isInteger(bodyIdleTimeoutMs) || bodyIdleTimeoutMs < 1 || bodyIdleTimeoutMs > MAX_TIMER_MS) {
+    throw new TypeError(`bodyIdleTimeoutMs must be an integer from 1 to ${MAX_TIMER_MS} (ms), got ${String(bodyIdleTimeoutMs)}`);
+  }
   const entries = new Map<string, UpstreamEntry>();
   for (const [name, config] of Object.entries(upstreams)) {
+    if (!Number.isInteger(config.timeout_ms) || config.timeout_ms < 1 || config.timeout_ms > MAX_TIMER_MS) {
+      throw new TypeError(`upstreams.${name}.timeout_ms must be an integer from 1 to ${MAX_TIMER_MS} (ms), got ${String(config.timeout_ms)}`);
+    }
+    if (!Number.isInteger(config.max_sockets) || config.max_sockets < 1) {
+      throw new TypeError(`upstreams.${name}.max_sockets must be a positive integer, got ${String(config.max_sockets)}`);
+    }
     const url = new URL(config.url);
     entries.set(name, {
       config,
       prefix: url.pathname.replace(/\/+$/, ''),
+      gate: new Gate(config.max_sockets),
       pool: new Pool(url.origin, {
         connections: config.max_sockets,
         connectTimeout: config.connect_timeout_ms,
@@ -224,8 +603,6 @@ export function createForwarder(upstreams: Record<string, UpstreamConfig>, deps:
   function forward(req: IncomingMessage, res: ServerResponse, opts: ForwardOptions): Promise<ForwardResult> {
     const entry = entryFor(opts.upstream);
     if (res.destroyed) return Promise.resolve({ status: CLIENT_CLOSED_REQUEST, upstreamMs: 0, aborted: true });
-    const start = clock();
-    const responseHeaders = opts.responseHeaders;
 
     // undici refuses `expect`; strip it (the body is sent without waiting for 100 Continue).
     let headers = opts.headers;
@@ -233,41 +610,24 @@ export function createForwarder(upstreams: Record<string, UpstreamConfig>, deps:
       headers = {};
       for (const k in opts.headers) if (k.toLowerCase() !== 'expect') headers[k] = opts.headers[k]!;
     }
-    const withBody = hasRequestBody(req);
 
     return new Promise<ForwardResult>((resolve) => {
-      const settle = (relay: Relay, err: Error | undefined): void => {
-        if (!err) return resolve({ status: res.statusCode, upstreamMs: relay.upstreamMs });
-        if (!res.headersSent) relay.upstreamMs = clock() - start; // time until the failure
-        const upstreamMs = relay.upstreamMs;
-        if (relay.clientGone) {
-          return resolve({ status: res.headersSent ? res.statusCode : CLIENT_CLOSED_REQUEST, upstreamMs, aborted: true });
-        }
-        const code = reasonFor(err);
-        const gwErr = new GatewayError(code, { why: describe(err) });
-        deps.onUpstreamError?.(err, code);
-        if (res.headersSent || res.destroyed) {
-          // The status line is gone: the only honest signal left is a broken connection.
-          res.destroy();
-          return resolve({ status: res.headersSent ? res.statusCode : CLIENT_CLOSED_REQUEST, upstreamMs, error: gwErr });
-        }
-        const rendered = deps.render(gwErr);
-        const h: Record<string, string> = { ...rendered.headers, ...responseHeaders };
-        // An unread request body would be parsed as the next request: close after this answer.
-        if (withBody && !req.complete) h['connection'] = 'close';
-        res.writeHead(rendered.status, h);
-        res.end(rendered.body);
-        void whenClosed(res).then(() => resolve({ status: rendered.status, upstreamMs, error: gwErr }));
-      };
-      const relay = new Relay(res, responseHeaders, clock, start, settle);
-      res.once('close', relay.onClientClose);
-      entry.pool.dispatch(
-        { path: entry.prefix + opts.pathAndQuery, method: req.method ?? 'GET', headers, body: withBody ? req : null },
-        relay,
-      );
+      new Exchange({
+        req,
+        res,
+        entry,
+        dispatchOptions: { path: entry.prefix + opts.pathAndQuery, method: req.method ?? 'GET', headers },
+        ownHeaders: opts.responseHeaders,
+        withBody: hasRequestBody(req),
+        bodyIdleTimeoutMs,
+        deps,
+        clock,
+        resolve,
+      }).begin();
     });
   }
 
+  let closing: Promise<void> | undefined;
   return {
     forward,
     upgrade(req, socket, head, opts) {
@@ -280,9 +640,15 @@ export function createForwarder(upstreams: Record<string, UpstreamConfig>, deps:
         timeoutMs: entry.config.timeout_ms,
       });
     },
-    async close() {
-      await Promise.all([...entries.values()].map((e) => e.pool.close()));
-      ws.close();
+    close() {
+      // Requests still waiting for a connection get one (or their 504) before the pool closes.
+      closing ??= Promise.all(
+        [...entries.values()].map(async (e) => {
+          await e.gate.drained();
+          await e.pool.close();
+        }),
+      ).then(() => ws.close());
+      return closing;
     },
   };
 }
