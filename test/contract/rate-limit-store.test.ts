@@ -163,12 +163,12 @@ describeRedisCluster('rate-limit store contract: redis cluster', () => {
     await cluster?.stop();
   });
   storeContract({
-    make: () => createRedisStore({ cluster: cluster.seeds, keyPrefix: `contract:${++n}`, timeoutMs: 1_000 }),
+    make: () => createRedisStore({ cluster: cluster.seeds, keyPrefix: `contract:${++n}`, timeoutMs: 2_000 }),
     ttlMs: async (store, key, start) => Math.max(0, await client.pttl((store as RedisStore).redisKey(key, start))),
   });
 
   it('spreads keys over every master: one store answers for all of them', async () => {
-    const store = createRedisStore({ cluster: cluster.seeds.slice(0, 1), keyPrefix: 'spread', timeoutMs: 1_000 });
+    const store = createRedisStore({ cluster: cluster.seeds.slice(0, 1), keyPrefix: 'spread', timeoutMs: 2_000 });
     try {
       const masters = new Set<number>();
       for (let i = 0; i < 30; i++) {
