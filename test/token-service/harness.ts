@@ -37,7 +37,7 @@ export const STORE_ISSUER = `    - name: svc
 
 /**
  * A gateway config with the token service on. `issuer: 'local'` uses TEST_ISSUER (HS256 with
- * TEST_SECRET); the default `svc` signs with the store's ES256 keys.
+ * TEST_SECRET) alone; the default `svc` (beside `local`) signs with the store's ES256 keys.
  */
 export function serviceConfig(o: { issuer?: 'svc' | 'local'; tokenService?: string; routes?: string } = {}): string {
   const issuer = o.issuer ?? 'svc';
@@ -47,7 +47,7 @@ upstreams:
   default: { url: http://127.0.0.1:9 }
 tokens:
   issuers:
-${STORE_ISSUER}
+${issuer === 'svc' ? STORE_ISSUER : ''}
 ${TEST_ISSUER}
 token_service:
   issuer: ${issuer}
