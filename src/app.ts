@@ -14,7 +14,6 @@
  *   const gw = createApp(loaded, { clock, logger, metrics, decider, forwarder, trusted });
  *   http.createServer(getRequestListener(gw.fetch)).on('upgrade', gw.handleUpgrade);
  */
-import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -24,13 +23,15 @@ import { Hono, type Context, type MiddlewareHandler } from 'hono';
 import type { Logger } from 'pino';
 import type { LoadedConfig } from './config/load.js';
 import { AUTH_TEST_BODY, type Decider, type Decision, type ForwardDecision, type RequestFacts } from './core/decide.js';
-import { GatewayError, renderError, type ErrorCode, type RenderOptions } from './errors.js';
+import { GatewayError, renderError, type RenderOptions } from './errors.js';
 import type { CidrList } from './net/cidr.js';
-import type { Decision as DecisionLabel, Metrics } from './observability/metrics.js';
-import { accessLogger, redactUrl } from './observability/logger.js';
+import { createAccessLog, requestIdOf, type AccessRecord } from './gateway/access.js';
+
+export { requestIdOf };
+import type { Metrics } from './observability/metrics.js';
 import { buildUpstreamHeaders } from './proxy/upstream-headers.js';
 import type { Forwarder } from './proxy/forward.js';
-import type { Clock, CompiledRoute, Principal } from './types.js';
+import type { Clock } from './types.js';
 
 export { AUTH_TEST_BODY };
 
@@ -44,24 +45,11 @@ export interface AppDeps {
   trusted: CidrList;
 }
 
-/** Per-request state, one mutable object shared by observe and the handler of one request. */
-export interface RequestState {
-  requestId: string;
-  startMs: number;
-  method: string;
-  url: string;
-  route: CompiledRoute | null;
-  principal: Principal | undefined;
-  limitKey: string | undefined;
+/** Per-request state: the access record plus what only this door needs. */
+export interface RequestState extends AccessRecord {
   /** Headers every response of this request carries (request id, rate-limit state). */
   responseHeaders: Record<string, string>;
-  decision: DecisionLabel;
-  reason: ErrorCode | undefined;
-  status: number | undefined;
-  upstreamMs: number | undefined;
   upgrade: { socket: Duplex; head: Buffer } | undefined;
-  /** Read at arrival: undici may detach the socket from the request after an upstream error. */
-  clientIp: string;
 }
 
 type Env = { Bindings: HttpBindings & { upgrade?: { socket: Duplex; head: Buffer } }; Variables: { rc: RequestState } };
@@ -72,13 +60,6 @@ export interface Gateway {
   /** The Node server's 'upgrade' listener for WebSocket upgrades: the same decision, then http-proxy's ws. */
   handleUpgrade: (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
   readonly loaded: LoadedConfig;
-}
-
-const REQUEST_ID = /^[A-Za-z0-9._:@/+=-]{1,128}$/;
-
-/** The request id of a request: a valid incoming X-Request-Id is kept, else a new UUID. */
-export function requestIdOf(given: string | string[] | undefined): string {
-  return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
 }
 
 /**
@@ -124,59 +105,23 @@ export function createApp(loaded: LoadedConfig, deps: AppDeps): Gateway {
   const { config } = loaded;
   const { clock, logger, metrics, decider, forwarder, trusted } = deps;
   const renderOpts: RenderOptions = { realm: config.realm, docsUrl: config.docs_url };
-  const redactParams = [config.tokens.query_param];
-  const access = accessLogger(logger);
+  const access = createAccessLog({ logger, metrics, clock, tokenParam: config.tokens.query_param });
 
   // ── observe: request id, timing, metrics and the access log line, around everything ────────
   const observe: MiddlewareHandler<Env> = async (c, next) => {
     const incoming = c.env.incoming;
     const requestId = requestIdOf(incoming.headers['x-request-id']);
-    // Every field is present from the start: one object shape for every request.
-    const rc: RequestState = {
-      requestId,
-      startMs: clock(),
-      method: incoming.method ?? 'GET',
-      url: incoming.url ?? '/',
-      route: null,
-      principal: undefined,
-      limitKey: undefined,
-      responseHeaders: { 'x-request-id': requestId },
-      decision: 'denied',
-      reason: undefined,
-      status: undefined,
-      upstreamMs: undefined,
-      upgrade: c.env.upgrade,
-      clientIp: incoming.socket?.remoteAddress ?? '',
-    };
+    // The client ip is read at arrival: undici may detach the socket after an upstream error.
+    const rc = access.start({ requestId, method: incoming.method ?? 'GET', url: incoming.url ?? '/', clientIp: incoming.socket?.remoteAddress ?? '' }) as RequestState;
+    rc.responseHeaders = { 'x-request-id': requestId };
+    rc.upgrade = c.env.upgrade;
     c.set('rc', rc);
     metrics.inflight.inc();
     try {
       await next();
     } finally {
       metrics.inflight.dec();
-      const status = rc.status ?? c.res.status;
-      const elapsedMs = clock() - rc.startMs;
-      const routeId = rc.route?.id ?? 'unmatched';
-      metrics.observeRequest({ route: routeId, method: rc.method, status, decision: rc.decision, seconds: elapsedMs / 1000, reason: rc.reason });
-      if (access.isLevelEnabled('info')) access.info(
-        {
-          request_id: rc.requestId,
-          method: rc.method,
-          path: redactUrl(rc.url, redactParams),
-          route: routeId,
-          status,
-          decision: rc.decision,
-          reason: rc.reason,
-          duration_ms: Math.round(elapsedMs * 1000) / 1000,
-          upstream_ms: rc.upstreamMs,
-          token_id: rc.principal?.tokenId,
-          subject: rc.principal?.subject,
-          client_type: rc.principal?.clientType,
-          limit_key: rc.limitKey,
-          client_ip: rc.clientIp,
-        },
-        'request',
-      );
+      access.finish(rc, c.res.status);
     }
   };
 

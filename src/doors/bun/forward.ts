@@ -1,0 +1,158 @@
+/**
+ * The Bun door's step 8 (SPEC §1.8, §5): forwards an allowed request with Bun's own fetch — its
+ * keep-alive connection pool, request and response bodies streamed as ReadableStreams, so Bun's
+ * stream backpressure holds the upstream back while the client is slow. No undici: Bun maps
+ * `undici` to a partial copy of its own.
+ *
+ * Failures are the Node door's: refused / reset / DNS before response headers → 502
+ * upstream_unavailable; no response headers within `timeout_ms` of the decision to forward → 504
+ * upstream_timeout; the client hanging up (the Request's signal) aborts the upstream request.
+ * Responses are never decompressed or followed (redirects go back to the client as sent).
+ *
+ * @example
+ *   const fwd = createBunForwarder(config.upstreams, { render: (e) => renderError(e, { realm: 'api' }) });
+ *   const r = await fwd.forward(req, { upstream: 'default', pathAndQuery: '/v2/room', headers, responseHeaders });
+ *   return r.response; // r.status, r.upstreamMs, r.error
+ */
+import type { UpstreamConfig } from '../../config/schema.js';
+import { GatewayError, type ErrorCode, type RenderedError } from '../../errors.js';
+import { responseHeaderList } from '../../proxy/upstream-headers.js';
+import { systemClock, type Clock } from '../../types.js';
+
+export interface BunForwardOptions {
+  upstream: string;
+  pathAndQuery: string;
+  headers: Record<string, string | string[]>;
+  responseHeaders: Record<string, string>;
+}
+
+export interface BunForwardResult {
+  response: Response;
+  status: number;
+  upstreamMs: number;
+  error?: GatewayError;
+  aborted?: boolean;
+}
+
+export interface BunForwarder {
+  forward(req: Request, opts: BunForwardOptions): Promise<BunForwardResult>;
+  /** Origin and base path of an upstream, for WebSocket tunnels. */
+  target(name: string): { origin: string; prefix: string; timeoutMs: number };
+  close(): Promise<void>;
+}
+
+export interface BunForwarderDeps {
+  render: (err: GatewayError) => RenderedError;
+  clock?: Clock;
+  onUpstreamError?: (err: Error, code: ErrorCode) => void;
+}
+
+/** Status logged when the client left before anything was sent (nginx's convention). */
+export const CLIENT_CLOSED_REQUEST = 499;
+
+const TIMED_OUT = 'scopegate: upstream timeout';
+
+function describe(err: unknown): string {
+  const code = (err as { code?: unknown })?.code;
+  if (typeof code === 'string') return code;
+  return err instanceof Error ? err.name : 'error';
+}
+
+/** Request headers as fetch takes them: repeated values joined (Set-Cookie never appears in a request). */
+function headerInit(h: Record<string, string | string[]>): [string, string][] {
+  const out: [string, string][] = [];
+  for (const name in h) {
+    const v = h[name]!;
+    if (Array.isArray(v)) for (const x of v) out.push([name, x]);
+    else out.push([name, v]);
+  }
+  return out;
+}
+
+/** A fetch Response's headers as a record; Set-Cookie kept as separate values. */
+function headerRecord(h: Headers): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  h.forEach((value, name) => {
+    if (name !== 'set-cookie') out[name] = value;
+  });
+  const cookies = h.getSetCookie();
+  if (cookies.length) out['set-cookie'] = cookies;
+  return out;
+}
+
+export function createBunForwarder(upstreams: Record<string, UpstreamConfig>, deps: BunForwarderDeps): BunForwarder {
+  const clock = deps.clock ?? systemClock;
+  const entries = new Map<string, { config: UpstreamConfig; origin: string; prefix: string }>();
+  for (const [name, config] of Object.entries(upstreams)) {
+    const url = new URL(config.url);
+    entries.set(name, { config, origin: url.origin, prefix: url.pathname.replace(/\/+$/, '') });
+  }
+  const entryFor = (name: string) => {
+    const e = entries.get(name);
+    if (!e) throw new TypeError(`unknown upstream "${name}"; defined: ${[...entries.keys()].join(', ')}`);
+    return e;
+  };
+
+  function failure(code: ErrorCode, err: unknown, opts: BunForwardOptions, start: number): BunForwardResult {
+    const gwErr = new GatewayError(code, { why: describe(err) });
+    deps.onUpstreamError?.(err instanceof Error ? err : new Error(String(err)), code);
+    const r = deps.render(gwErr);
+    return {
+      response: new Response(r.body, { status: r.status, headers: { ...r.headers, ...opts.responseHeaders } }),
+      status: r.status,
+      upstreamMs: clock() - start,
+      error: gwErr,
+    };
+  }
+
+  return {
+    async forward(req, opts) {
+      const entry = entryFor(opts.upstream);
+      const start = clock();
+      const timeout = new AbortController();
+      // timeout_ms runs from the decision to forward until the response headers (SPEC §1.8).
+      const timer = setTimeout(() => timeout.abort(TIMED_OUT), entry.config.timeout_ms);
+      const signal = AbortSignal.any([req.signal, timeout.signal]);
+      const method = req.method;
+      const hasBody = req.body !== null && method !== 'GET' && method !== 'HEAD';
+      let res: Response;
+      try {
+        res = await fetch(entry.origin + entry.prefix + opts.pathAndQuery, {
+          method,
+          headers: headerInit(opts.headers),
+          body: hasBody ? req.body : null,
+          redirect: 'manual',
+          signal,
+          // Bun's fetch options: pass the body through as sent, stream the request body.
+          decompress: false,
+          duplex: 'half',
+        } as RequestInit);
+      } catch (err) {
+        clearTimeout(timer);
+        if (req.signal.aborted) {
+          return { response: new Response(null, { status: CLIENT_CLOSED_REQUEST }), status: CLIENT_CLOSED_REQUEST, upstreamMs: clock() - start, aborted: true };
+        }
+        return failure(timeout.signal.aborted ? 'upstream_timeout' : 'upstream_unavailable', err, opts, start);
+      }
+      clearTimeout(timer);
+      const upstreamMs = clock() - start;
+      const list = responseHeaderList(headerRecord(res.headers), opts.responseHeaders);
+      const headers = new Headers();
+      for (let i = 0; i < list.length; i += 2) {
+        const name = list[i] as string;
+        const v = list[i + 1]!;
+        if (Array.isArray(v)) for (const x of v) headers.append(name, x);
+        else headers.append(name, v);
+      }
+      const body = method === 'HEAD' || res.status === 204 || res.status === 304 ? null : res.body;
+      return { response: new Response(body, { status: res.status, statusText: res.statusText, headers }), status: res.status, upstreamMs };
+    },
+    target(name) {
+      const e = entryFor(name);
+      return { origin: e.origin, prefix: e.prefix, timeoutMs: e.config.timeout_ms };
+    },
+    async close() {
+      // Bun's fetch pool has no per-forwarder handle; in-flight exchanges finish on their own.
+    },
+  };
+}

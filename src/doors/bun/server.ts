@@ -1,0 +1,361 @@
+/**
+ * The Bun proxy door (SPEC §8): `bun dist/cli.js serve` runs the same gateway — same config, same
+ * decision (core/decide.ts), same admin listener, same reload / drain / signals — on `Bun.serve`,
+ * forwarding with Bun's fetch (forward.ts) and tunnelling WebSockets with Bun's own server and
+ * client. Nothing here imports undici or http-proxy; only Bun loads this module.
+ *
+ * Where the doors cannot behave alike, docs/doors.md says why: Bun.serve hands the request over
+ * with a WHATWG-normalised URL (dot segments resolved, `\` read as `/`, an absolute-form target
+ * reduced to its path) and merged repeated headers, so those spellings are routed — and forwarded
+ * — in their normalised form instead of being refused with 400.
+ *
+ * @example
+ *   const gw = await startBunGateway({ loaded, listen: { host: '127.0.0.1', port: 0 } });
+ *   await fetch(`${gw.url}/v2/room/42`, { headers: { authorization: `Bearer ${t}` } });
+ *   await gw.shutdown();
+ */
+import { createAdminApp, type ReadinessCheck } from '../../admin.js';
+import { loadConfigFile, type LoadedConfig } from '../../config/load.js';
+import type { RequestFacts } from '../../core/decide.js';
+import { GatewayError, renderError } from '../../errors.js';
+import { createAccessLog, requestIdOf, type AccessRecord } from '../../gateway/access.js';
+import { buildCoreGeneration, createReloader, readinessOf, type CoreGeneration } from '../../gateway/generation.js';
+import { createLogger } from '../../observability/logger.js';
+import { createMetrics } from '../../observability/metrics.js';
+import { buildUpstreamHeaders } from '../../proxy/upstream-headers.js';
+import type { RunningGateway, StartOptions } from '../../server.js';
+import { systemClock } from '../../types.js';
+import { VERSION } from '../../version.js';
+import { bun, type BunServer, type BunServerWebSocket } from './bun-api.js';
+import { createBunForwarder, type BunForwarder } from './forward.js';
+
+interface Generation extends CoreGeneration {
+  forwarder: BunForwarder;
+}
+
+/** One WebSocket tunnel: the client side is Bun's server socket, the upstream side Bun's client. */
+interface Tunnel {
+  upstream: WebSocket;
+  /** Upstream messages that arrived before the client socket opened. */
+  early: (string | ArrayBuffer)[];
+  client: BunServerWebSocket<Tunnel> | undefined;
+}
+
+/** Bun caps idleTimeout at 255 s. */
+const BUN_MAX_IDLE_S = 255;
+
+/** The facts of a Bun request: the target as Bun's URL gives it, the merged headers. */
+function bunFacts(req: Request, url: string, clientIp: string): RequestFacts {
+  // Bun builds req.url as an absolute URL; the target is what follows the authority.
+  const slash = url.indexOf('/', url.indexOf('//') + 2);
+  const target = slash === -1 ? '/' : url.slice(slash);
+  const auth = req.headers.get('authorization');
+  const host = req.headers.get('host');
+  return {
+    method: req.method,
+    target,
+    authorization: auth === null ? undefined : [auth],
+    // Bun merges repeated fields with ", ": two Host headers show as one value with a comma.
+    hostCount: host === null ? 0 : host.includes(',') ? 2 : 1,
+    httpVersion: undefined,
+    clientIp,
+  };
+}
+
+/** Request headers as a record (Headers already lower-cases and merges). */
+function headerRecord(h: Headers): Record<string, string> {
+  const out: Record<string, string> = {};
+  h.forEach((v, k) => {
+    out[k] = v;
+  });
+  return out;
+}
+
+function isWebSocketRequest(req: Request): boolean {
+  return req.method === 'GET' && (req.headers.get('upgrade') ?? '').trim().toLowerCase() === 'websocket';
+}
+
+export async function startBunGateway(opts: StartOptions): Promise<RunningGateway> {
+  const clock = opts.clock ?? systemClock;
+  const logger = opts.logger ?? createLogger();
+  const metrics = opts.metrics ?? createMetrics({ version: VERSION });
+  const load = async (): Promise<LoadedConfig> => {
+    if (opts.configFile) return loadConfigFile(opts.configFile, opts.env);
+    if (opts.loaded) return opts.loaded;
+    throw new Error('startGateway needs `loaded` or `configFile`');
+  };
+  const build = async (loaded: LoadedConfig, previous?: Generation): Promise<Generation> => {
+    const core = await buildCoreGeneration(loaded, previous, { clock, logger, metrics });
+    const cfg = loaded.config;
+    const renderOpts = { realm: cfg.realm, docsUrl: cfg.docs_url };
+    const forwarder = createBunForwarder(cfg.upstreams, {
+      render: (err) => renderError(err, renderOpts),
+      clock,
+      onUpstreamError: (err, code) => logger.warn({ reason: code, err: err.message }, 'upstream error'),
+    });
+    return { ...core, forwarder };
+  };
+  const reloader = createReloader<Generation>({
+    initial: await build(await load()),
+    load,
+    build,
+    retire: (old) => void old.forwarder.close(),
+    metrics,
+    logger,
+  });
+  const cfg0 = reloader.current().loaded.config;
+  const access = createAccessLog({ logger, metrics, clock, tokenParam: cfg0.tokens.query_param });
+  let shuttingDown = false;
+
+  const internalError = (rec: AccessRecord | undefined, err: unknown): Response => {
+    metrics.internalErrors.inc();
+    logger.error({ request_id: rec?.requestId, err }, 'unexpected error in the request handler');
+    const cfg = reloader.current().loaded.config;
+    const r = renderError(new GatewayError('internal_error'), { realm: cfg.realm, docsUrl: cfg.docs_url });
+    if (rec) {
+      rec.status = r.status;
+      rec.reason = 'internal_error';
+      rec.decision = 'denied';
+    }
+    return new Response(r.body, { status: r.status, headers: { ...r.headers, ...(rec ? { 'x-request-id': rec.requestId } : {}) } });
+  };
+
+  async function handle(req: Request, server: BunServer, rec: AccessRecord, g: Generation): Promise<Response | undefined> {
+    const cfg = g.loaded.config;
+    const own: Record<string, string> = { 'x-request-id': rec.requestId };
+    let d = g.decider.decide(bunFacts(req, req.url, rec.clientIp));
+    if (d instanceof Promise) d = await d;
+    rec.route = d.route;
+    rec.principal = d.principal;
+    rec.limitKey = d.limitKey;
+    if (d.kind !== 'forward') {
+      const r = g.decider.render(d);
+      rec.status = r.status;
+      if (d.kind === 'answer') rec.decision = 'auth_test';
+      else {
+        rec.reason = d.error.code;
+        if (d.error.status >= 500) logger.warn({ request_id: rec.requestId, reason: d.error.code, why: d.error.detail.why }, 'gateway refused with 5xx');
+      }
+      return new Response(r.body, { status: r.status, headers: { ...r.headers, ...own } });
+    }
+    rec.decision = d.outcome;
+    Object.assign(own, d.responseHeaders);
+    const incoming = headerRecord(req.headers);
+    const headers = buildUpstreamHeaders(incoming, {
+      identityPrefix: cfg.tokens.identity_header_prefix,
+      principal: d.principal,
+      token: d.token,
+      forwardToken: cfg.tokens.forward_token,
+      requestId: rec.requestId,
+      clientIp: rec.clientIp,
+      proto: 'http',
+      host: incoming['host'],
+      trustedPeer: g.trusted.contains(rec.clientIp),
+      underscoreHeaders: cfg.listen.underscore_headers,
+    });
+    if (!d.principal && incoming['authorization'] !== undefined) headers['authorization'] = incoming['authorization'];
+
+    if (isWebSocketRequest(req)) return openTunnel(req, server, rec, g, d.upstream, d.pathAndQuery, headers, own, d.route.id);
+
+    const result = await g.forwarder.forward(req, { upstream: d.upstream, pathAndQuery: d.pathAndQuery, headers, responseHeaders: own });
+    rec.status = result.status;
+    rec.upstreamMs = result.upstreamMs;
+    const upstreamError = result.error?.code === 'upstream_unavailable' || result.error?.code === 'upstream_timeout' ? result.error.code : undefined;
+    metrics.observeUpstream({
+      route: d.route.id,
+      upstream: d.upstream,
+      ...(result.aborted ? {} : { seconds: result.upstreamMs / 1000 }),
+      ...(upstreamError ? { error: upstreamError } : {}),
+    });
+    if (result.error) {
+      rec.decision = 'upstream_error';
+      rec.reason = result.error.code;
+    }
+    return result.response;
+  }
+
+  /**
+   * Connects to the upstream first, and only then upgrades the client: a refused or silent
+   * upstream is still answered with the gateway's 502 / 504 envelope before any handshake.
+   */
+  async function openTunnel(
+    req: Request,
+    server: BunServer,
+    rec: AccessRecord,
+    g: Generation,
+    upstreamName: string,
+    pathAndQuery: string,
+    headers: Record<string, string | string[]>,
+    own: Record<string, string>,
+    routeId: string,
+  ): Promise<Response | undefined> {
+    const t = g.forwarder.target(upstreamName);
+    const wsUrl = `${t.origin.replace(/^http/, 'ws')}${t.prefix}${pathAndQuery}`;
+    const protocols = (req.headers.get('sec-websocket-protocol') ?? '').split(',').map((p) => p.trim()).filter(Boolean);
+    const upstreamHeaders: Record<string, string> = {};
+    for (const [k, v] of Object.entries(headers)) {
+      if (k.startsWith('sec-websocket-')) continue;
+      upstreamHeaders[k] = Array.isArray(v) ? v.join(', ') : v;
+    }
+    const start = clock();
+    const upstream = new WebSocket(wsUrl, { headers: upstreamHeaders, protocols } as unknown as string[]);
+    upstream.binaryType = 'arraybuffer';
+    const tunnel: Tunnel = { upstream, early: [], client: undefined };
+    const outcome = await new Promise<'open' | 'error' | 'timeout'>((resolve) => {
+      const timer = setTimeout(() => resolve('timeout'), t.timeoutMs);
+      upstream.addEventListener('open', () => {
+        clearTimeout(timer);
+        resolve('open');
+      });
+      upstream.addEventListener('error', () => {
+        clearTimeout(timer);
+        resolve('error');
+      });
+      upstream.addEventListener('close', () => {
+        clearTimeout(timer);
+        resolve('error');
+      });
+    });
+    rec.upstreamMs = clock() - start;
+    if (outcome !== 'open') {
+      try {
+        upstream.close();
+      } catch {
+        /* already closed */
+      }
+      const code = outcome === 'timeout' ? 'upstream_timeout' : 'upstream_unavailable';
+      metrics.observeUpstream({ route: routeId, upstream: upstreamName, seconds: rec.upstreamMs / 1000, error: code });
+      const cfg = g.loaded.config;
+      const r = renderError(new GatewayError(code, { why: 'websocket handshake' }), { realm: cfg.realm, docsUrl: cfg.docs_url });
+      rec.status = r.status;
+      rec.decision = 'upstream_error';
+      rec.reason = code;
+      return new Response(r.body, { status: r.status, headers: { ...r.headers, ...own } });
+    }
+    metrics.observeUpstream({ route: routeId, upstream: upstreamName, seconds: rec.upstreamMs / 1000 });
+    upstream.addEventListener('message', (ev: MessageEvent) => {
+      const data = ev.data as string | ArrayBuffer;
+      if (tunnel.client) tunnel.client.send(typeof data === 'string' ? data : new Uint8Array(data));
+      else tunnel.early.push(data);
+    });
+    upstream.addEventListener('close', (ev: Event) => {
+      const { code, reason } = ev as Event & { code: number; reason: string };
+      tunnel.client?.close(safeCloseCode(code), reason);
+    });
+    const upgradeHeaders: Record<string, string> = { ...own };
+    if (upstream.protocol) upgradeHeaders['sec-websocket-protocol'] = upstream.protocol;
+    if (!server.upgrade<Tunnel>(req, { headers: upgradeHeaders, data: tunnel })) {
+      upstream.close();
+      const cfg = g.loaded.config;
+      const r = renderError(new GatewayError('bad_request', { why: 'not a valid WebSocket handshake' }), { realm: cfg.realm, docsUrl: cfg.docs_url });
+      rec.status = r.status;
+      rec.decision = 'denied';
+      rec.reason = 'bad_request';
+      return new Response(r.body, { status: r.status, headers: { ...r.headers, ...own } });
+    }
+    rec.status = 101;
+    return undefined;
+  }
+
+  const lc = cfg0.listen;
+  const mainServer = bun().serve<Tunnel>({
+    hostname: opts.listen?.host ?? lc.host,
+    port: opts.listen?.port ?? lc.port,
+    idleTimeout: Math.min(BUN_MAX_IDLE_S, Math.ceil(lc.idle_timeout_ms / 1000)),
+    development: false,
+    fetch(req, server) {
+      const g = reloader.current();
+      let rec: AccessRecord | undefined;
+      try {
+        const requestId = requestIdOf(req.headers.get('x-request-id') ?? undefined);
+        const url = req.url;
+        const slash = url.indexOf('/', url.indexOf('//') + 2);
+        rec = access.start({ requestId, method: req.method, url: slash === -1 ? '/' : url.slice(slash), clientIp: server.requestIP(req)?.address ?? '' });
+        const r = rec;
+        metrics.inflight.inc();
+        const done = (res: Response | undefined): Response | undefined => {
+          metrics.inflight.dec();
+          access.finish(r, res?.status ?? 101);
+          return res;
+        };
+        return handle(req, server, r, g).then(done, (err: unknown) => done(internalError(r, err)));
+      } catch (err) {
+        return internalError(rec, err);
+      }
+    },
+    error(err) {
+      return internalError(undefined, err);
+    },
+    websocket: {
+      open(ws) {
+        const t = ws.data;
+        t.client = ws;
+        for (const m of t.early) ws.send(typeof m === 'string' ? m : new Uint8Array(m));
+        t.early.length = 0;
+      },
+      message(ws, message) {
+        const up = ws.data.upstream;
+        if (up.readyState === WebSocket.OPEN) up.send(message);
+      },
+      close(ws, code, reason) {
+        const up = ws.data.upstream;
+        try {
+          up.close(safeCloseCode(code), reason);
+        } catch {
+          /* already closing */
+        }
+      },
+    },
+  });
+  const url = `http://${mainServer.hostname.includes(':') ? `[${mainServer.hostname}]` : mainServer.hostname}:${mainServer.port}`;
+
+  const readiness = (): Promise<ReadinessCheck[]> => readinessOf(reloader.current());
+  let adminServer: BunServer | undefined;
+  let adminUrl: string | undefined;
+  if (opts.admin !== false && cfg0.admin.enabled) {
+    const adminApp = createAdminApp({ metrics, readiness, isShuttingDown: () => shuttingDown });
+    adminServer = bun().serve({
+      hostname: opts.admin?.host ?? cfg0.admin.host,
+      port: opts.admin?.port ?? cfg0.admin.port,
+      development: false,
+      fetch: (req) => adminApp.fetch(req),
+    });
+    adminUrl = `http://${adminServer.hostname.includes(':') ? `[${adminServer.hostname}]` : adminServer.hostname}:${adminServer.port}`;
+  }
+
+  const shutdown = async (): Promise<void> => {
+    if (shuttingDown) return;
+    shuttingDown = true;
+    const timeout = reloader.current().loaded.config.shutdown_timeout_ms;
+    // stop(false): no new connections, in-flight requests finish; then bounded by the timeout.
+    const drained = mainServer.stop(false).then(() => 'drained' as const);
+    const timer = new Promise<'timeout'>((resolve) => setTimeout(() => resolve('timeout'), timeout).unref?.());
+    const outcome = await Promise.race([drained, timer]);
+    if (outcome === 'timeout') {
+      logger.warn({ timeout_ms: timeout }, 'drain timed out; closing remaining connections');
+      await mainServer.stop(true);
+    }
+    const last = reloader.current();
+    await last.forwarder.close();
+    await last.store.close().catch(() => undefined);
+    if (adminServer) await adminServer.stop(true);
+    logger.info({ outcome }, 'shutdown complete');
+  };
+
+  return {
+    url,
+    adminUrl,
+    metrics,
+    logger,
+    current: () => reloader.current().loaded,
+    reload: reloader.reload,
+    readiness,
+    shutdown,
+  };
+}
+
+/** Close codes a peer may send on (RFC 6455 §7.4): 1005/1006/1015 are never sent. */
+function safeCloseCode(code: number): number {
+  if (code === 1000 || (code >= 1001 && code <= 1014 && code !== 1005 && code !== 1006) || (code >= 3000 && code <= 4999)) return code;
+  return 1000;
+}

@@ -1,0 +1,277 @@
+/**
+ * The Node proxy door's listeners (SPEC §8): the proxy listener (@hono/node-server around
+ * app.ts, WebSocket upgrades to http-proxy), the admin listener, the slow-client bounds of
+ * SPEC §1.8, reload and graceful drain. The door-independent parts (verifier, store, decision,
+ * readiness, reload queue) are gateway/generation.ts'.
+ *
+ * @example
+ *   const gw = await startNodeGateway({ loaded: loadConfigText(yaml), listen: { port: 0 } });
+ *   await fetch(`${gw.url}/v2/room/42`, { headers: { authorization: `Bearer ${token}` } });
+ *   await gw.shutdown();
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { getRequestListener } from '@hono/node-server';
+import { createAdminApp, type ReadinessCheck } from '../../admin.js';
+import { createApp, endSocketWithResponse, EXPECTS_CONTINUE, requestIdOf, type Gateway } from '../../app.js';
+import { loadConfigFile, type LoadedConfig } from '../../config/load.js';
+import { GatewayError, renderError } from '../../errors.js';
+import { buildCoreGeneration, createReloader, readinessOf, type CoreGeneration } from '../../gateway/generation.js';
+import { createAccessLog } from '../../gateway/access.js';
+import { createLogger } from '../../observability/logger.js';
+import { createMetrics } from '../../observability/metrics.js';
+import { createForwarder, type Forwarder } from '../../proxy/forward.js';
+import type { RunningGateway, StartOptions } from '../../server.js';
+import { systemClock } from '../../types.js';
+import { VERSION } from '../../version.js';
+
+/** One configuration's worth of request-handling state: the shared core plus the Node door's parts. */
+interface Generation extends CoreGeneration {
+  gateway: Gateway;
+  forwarder: Forwarder;
+}
+
+/** A WebSocket handshake (RFC 6455 §4.1): GET with `Upgrade: websocket`. Every other Upgrade is plain HTTP. */
+export function isWebSocketUpgrade(req: http.IncomingMessage): boolean {
+  const up = req.headers.upgrade;
+  return req.method === 'GET' && typeof up === 'string' && up.trim().toLowerCase() === 'websocket';
+}
+
+/**
+ * Node before 24.9 hands every request with `Connection: Upgrade` to the 'upgrade' listener, with
+ * the parser detached. An Upgrade that is not a WebSocket handshake is handled as the ordinary
+ * request it also is: a ServerResponse on the raw socket (closed after the answer), and a
+ * Content-Length body fed from the bytes after the head. A chunked body cannot be framed without
+ * the parser: such a request is refused with 400 before anything is decided.
+ */
+function handleAsPlainRequest(
+  req: http.IncomingMessage,
+  socket: Duplex,
+  head: Buffer,
+  listener: (req: http.IncomingMessage, res: http.ServerResponse) => void,
+  refuse: (req: http.IncomingMessage, res: http.ServerResponse, why: string) => void,
+): void {
+  socket.on('error', () => socket.destroy());
+  const res = new http.ServerResponse(req);
+  res.shouldKeepAlive = false;
+  res.assignSocket(socket as import('node:net').Socket);
+  res.on('finish', () => {
+    res.detachSocket(socket as import('node:net').Socket);
+    socket.end();
+  });
+  if (req.headers['transfer-encoding'] !== undefined) return refuse(req, res, 'a chunked body together with Upgrade cannot be framed');
+  const declared = Number(req.headers['content-length'] ?? 0);
+  let left = Number.isSafeInteger(declared) && declared > 0 ? declared : 0;
+  const feed = (chunk: Buffer): void => {
+    if (left === 0) return;
+    const part = chunk.subarray(0, left);
+    left -= part.length;
+    if (part.length > 0 && !req.push(part)) socket.pause();
+    if (left === 0) {
+      socket.off('data', feed);
+      (req as { complete: boolean }).complete = true;
+      req.push(null);
+    }
+  };
+  if (left === 0) {
+    (req as { complete: boolean }).complete = true;
+    req.push(null);
+  } else {
+    // IncomingMessage._read resumes the socket when the consumer wants more.
+    feed(head);
+    if (left > 0) socket.on('data', feed);
+  }
+  listener(req, res);
+}
+
+export async function startNodeGateway(opts: StartOptions): Promise<RunningGateway> {
+  const clock = opts.clock ?? systemClock;
+  const logger = opts.logger ?? createLogger();
+  const metrics = opts.metrics ?? createMetrics({ version: VERSION });
+  const load = async (): Promise<LoadedConfig> => {
+    if (opts.configFile) return loadConfigFile(opts.configFile, opts.env);
+    if (opts.loaded) return opts.loaded;
+    throw new Error('startGateway needs `loaded` or `configFile`');
+  };
+
+  const build = async (loaded: LoadedConfig, previous?: Generation): Promise<Generation> => {
+    const core = await buildCoreGeneration(loaded, previous, { clock, logger, metrics });
+    const cfg = loaded.config;
+    const renderOpts = { realm: cfg.realm, docsUrl: cfg.docs_url };
+    const forwarder = createForwarder(cfg.upstreams, {
+      render: (err) => renderError(err, renderOpts),
+      clock,
+      bodyIdleTimeoutMs: cfg.listen.body_idle_timeout_ms,
+      onUpstreamError: (err, code) => logger.warn({ reason: code, err: err.message }, 'upstream error'),
+    } as Parameters<typeof createForwarder>[1]);
+    const gateway = createApp(loaded, { clock, logger, metrics, decider: core.decider, forwarder, trusted: core.trusted });
+    return { ...core, forwarder, gateway };
+  };
+
+  const reloader = createReloader<Generation>({
+    initial: await build(await load()),
+    load,
+    build,
+    // undici's Pool.close waits for requests in flight on the old generation.
+    retire: (old) => void old.forwarder.close().catch(() => undefined),
+    metrics,
+    logger,
+  });
+  let shuttingDown = false;
+  const cfg0 = reloader.current().loaded.config;
+
+  // Each request captures the generation current when it arrives: in-flight requests finish on it.
+  // Requests refused before the pipeline runs get the same envelope, access line, metric and
+  // X-Request-Id as any other refusal.
+  const access = createAccessLog({ logger, metrics, clock, tokenParam: cfg0.tokens.query_param });
+  const refuseEarly = (gerr: GatewayError, req: { requestId: string; method?: string | undefined; url?: string | undefined; clientIp?: string | undefined }) => {
+    const cfg = reloader.current().loaded.config;
+    const r = renderError(gerr, { realm: cfg.realm, docsUrl: cfg.docs_url });
+    const rec = access.start({ requestId: req.requestId, method: req.method ?? 'OTHER', url: req.url, clientIp: req.clientIp ?? '' });
+    rec.status = r.status;
+    rec.reason = gerr.code;
+    rec.why = gerr.detail.why;
+    access.finish(rec);
+    return { ...r, headers: { ...r.headers, 'x-request-id': req.requestId } };
+  };
+
+  // @hono/node-server refuses some request targets before our pipeline runs (a backslash in the
+  // path, a bad Host). Its errorHandler gets only the error, but for these it is called
+  // synchronously inside the listener call, so `arriving` names the Node request (undefined for a
+  // later, asynchronous failure).
+  let arriving: http.IncomingMessage | undefined;
+  const refuseMalformed = (err: unknown): Response => {
+    const incoming = arriving;
+    const why = err instanceof Error ? err.message : 'malformed request';
+    const r = refuseEarly(new GatewayError('bad_request', { why }), {
+      requestId: requestIdOf(incoming?.headers['x-request-id']),
+      method: incoming?.method,
+      url: incoming?.url,
+      clientIp: incoming?.socket?.remoteAddress,
+    });
+    return new Response(r.body, { status: r.status, headers: r.headers });
+  };
+  const honoListener = getRequestListener((req, env) => reloader.current().gateway.fetch(req, env as never), { errorHandler: refuseMalformed });
+  const listener = (req: http.IncomingMessage, res: http.ServerResponse) => {
+    arriving = req;
+    try {
+      return honoListener(req, res);
+    } finally {
+      arriving = undefined;
+    }
+  };
+  const lc = cfg0.listen;
+  const server = http.createServer(
+    {
+      // Slow clients are bounded (SPEC §1.8): the head within header_timeout_ms (Node answers 408
+      // through clientError below), a keep-alive connection idle for idle_timeout_ms is closed.
+      // No bound on the whole request: a long upload that keeps moving is legitimate; pauses
+      // inside a body are the forwarder's body_idle_timeout_ms.
+      headersTimeout: lc.header_timeout_ms,
+      requestTimeout: 0,
+      keepAliveTimeout: lc.idle_timeout_ms,
+      connectionsCheckingInterval: Math.min(1000, Math.max(50, Math.floor(lc.header_timeout_ms / 4))),
+      // A request without Host gets the gateway's own 400 (with the envelope and X-Request-Id),
+      // not Node's bare one.
+      requireHostHeader: false,
+      // Node ≥ 24.9 / 22.21: only a GET to websocket is an upgrade; anything else (h2c, TRACE with
+      // Upgrade) stays an ordinary request with its parser intact. Older Node ignores the option:
+      // handleNodeUpgrade below does the same by hand.
+      shouldUpgradeCallback: isWebSocketUpgrade,
+    } as http.ServerOptions,
+    listener,
+  );
+  server.maxConnections = lc.max_connections;
+  server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+    if (isWebSocketUpgrade(req)) return reloader.current().gateway.handleUpgrade(req, socket, head);
+    handleAsPlainRequest(req, socket, head, listener, (r, res, why) => {
+      const refused = refuseEarly(new GatewayError('bad_request', { why }), {
+        requestId: requestIdOf(r.headers['x-request-id']),
+        method: r.method,
+        url: r.url,
+        clientIp: r.socket?.remoteAddress,
+      });
+      res.writeHead(refused.status, { ...refused.headers, connection: 'close' }).end(refused.body);
+    });
+  });
+  // Expect: 100-continue is answered only once the request is allowed (app.ts); a refusal goes out
+  // at once and the body is never read.
+  server.on('checkContinue', (req: http.IncomingMessage, res: http.ServerResponse) => {
+    EXPECTS_CONTINUE.add(req);
+    listener(req, res);
+  });
+  // Requests Node's parser refuses (raw backslash or control bytes in the target, oversized
+  // headers) never reach the pipeline; answer them in the same envelope.
+  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    if (!socket.writable || err.code === 'ECONNRESET') {
+      socket.destroy();
+      return;
+    }
+    const gerr =
+      err.code === 'HPE_HEADER_OVERFLOW'
+        ? new GatewayError('headers_too_large')
+        : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+          ? new GatewayError('request_timeout', { why: `request head not received within ${reloader.current().loaded.config.listen.header_timeout_ms} ms` })
+          : new GatewayError('bad_request', { why: `malformed HTTP request (${err.code ?? 'parse error'})` });
+    const r = refuseEarly(gerr, { requestId: requestIdOf(undefined), clientIp: (socket as import('node:net').Socket).remoteAddress });
+    endSocketWithResponse(socket, r.status, Object.entries(r.headers), r.body);
+  });
+
+  const listen = (s: http.Server, host: string, port: number) =>
+    new Promise<string>((resolve, reject) => {
+      s.once('error', reject);
+      s.listen(port, host, () => {
+        s.off('error', reject);
+        const a = s.address() as AddressInfo;
+        resolve(`http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`);
+      });
+    });
+
+  const url = await listen(server, opts.listen?.host ?? cfg0.listen.host, opts.listen?.port ?? cfg0.listen.port);
+
+  const readiness = (): Promise<ReadinessCheck[]> => readinessOf(reloader.current());
+
+  let adminServer: http.Server | undefined;
+  let adminUrl: string | undefined;
+  if (opts.admin !== false && cfg0.admin.enabled) {
+    const adminApp = createAdminApp({ metrics, readiness, isShuttingDown: () => shuttingDown });
+    adminServer = http.createServer(getRequestListener(adminApp.fetch));
+    adminUrl = await listen(adminServer, opts.admin?.host ?? cfg0.admin.host, opts.admin?.port ?? cfg0.admin.port);
+  }
+
+  const shutdown = async (): Promise<void> => {
+    if (shuttingDown) return;
+    shuttingDown = true;
+    const timeout = reloader.current().loaded.config.shutdown_timeout_ms;
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    server.closeIdleConnections();
+    const timer = new Promise<'timeout'>((resolve) => setTimeout(() => resolve('timeout'), timeout).unref());
+    const idleSweep = setInterval(() => server.closeIdleConnections(), 100);
+    const outcome = await Promise.race([closed.then(() => 'drained' as const), timer]);
+    clearInterval(idleSweep);
+    if (outcome === 'timeout') {
+      logger.warn({ timeout_ms: timeout }, 'drain timed out; closing remaining connections');
+      server.closeAllConnections();
+    }
+    const last = reloader.current();
+    await last.forwarder.close().catch(() => undefined);
+    await last.store.close().catch(() => undefined);
+    if (adminServer) {
+      adminServer.closeAllConnections();
+      await new Promise<void>((resolve) => adminServer!.close(() => resolve()));
+    }
+    logger.info({ outcome }, 'shutdown complete');
+  };
+
+  return {
+    url,
+    adminUrl,
+    metrics,
+    logger,
+    current: () => reloader.current().loaded,
+    reload: reloader.reload,
+    readiness,
+    shutdown,
+  };
+}

@@ -1,0 +1,164 @@
+/**
+ * What every door builds from one configuration, whatever runtime it serves on: the verifier,
+ * the rate-limit store and limiter, the decision, the trusted-proxy list — one "generation",
+ * swapped whole on reload (in-flight requests finish on the one they started with). A door adds
+ * its own parts (the Node door: an undici forwarder; the Bun door: a fetch forwarder).
+ *
+ * Also here: readiness (SPEC §6 /readyz) and the reload queue, both door-agnostic.
+ *
+ * @example
+ *   const core = await buildCoreGeneration(loaded, previous, { clock, logger, metrics });
+ *   const d = await core.decider.decide(facts);
+ *   const checks = await readinessOf(core);   // [{ name: 'config', ok: true }, { name: 'keys:local', ok: true }]
+ */
+import type { ReadinessCheck } from '../admin.js';
+import { createTokenVerifier, type TokenVerifier } from '../auth/verify-token.js';
+import type { LoadedConfig } from '../config/load.js';
+import type { GatewayConfig } from '../config/schema.js';
+import { createDecider, type Decider } from '../core/decide.js';
+import { compileCidrs, type CidrList } from '../net/cidr.js';
+import type { Logger } from '../observability/logger.js';
+import type { Metrics } from '../observability/metrics.js';
+import { createMemoryStore } from '../ratelimit/memory-store.js';
+import { createRateLimiter, type RateLimiter } from '../ratelimit/policy.js';
+import { createRedisStore } from '../ratelimit/redis-store.js';
+import type { RateLimitStore } from '../ratelimit/store.js';
+import type { Clock } from '../types.js';
+
+export interface CoreDeps {
+  clock: Clock;
+  logger: Logger;
+  metrics: Metrics;
+}
+
+/** One configuration's worth of door-independent request-handling state. */
+export interface CoreGeneration {
+  loaded: LoadedConfig;
+  verifier: TokenVerifier;
+  store: RateLimitStore;
+  /** Which store this is; a reload keeps the store (and its counters) while this is unchanged. */
+  storeKey: string;
+  limiter: RateLimiter;
+  decider: Decider;
+  trusted: CidrList;
+}
+
+function storeIdentity(cfg: GatewayConfig): string {
+  const r = cfg.rate_limit;
+  // The memory store is kept across every reload (counters survive); a new max_keys applies on restart.
+  if (r.store !== 'redis') return 'memory';
+  const where = r.redis_cluster ? `cluster:${r.redis_cluster.join(',')}` : r.redis_url;
+  return `redis|${where}|${r.key_prefix}|${r.redis_timeout_ms}`;
+}
+
+function makeStore(cfg: GatewayConfig, deps: CoreDeps): RateLimitStore {
+  const r = cfg.rate_limit;
+  if (r.store === 'redis') {
+    return createRedisStore({
+      ...(r.redis_cluster ? { cluster: r.redis_cluster } : { url: r.redis_url! }),
+      keyPrefix: r.key_prefix,
+      timeoutMs: r.redis_timeout_ms,
+      onError: (err: Error) => deps.logger.warn({ err: err.message }, 'redis rate-limit store error'),
+    } as Parameters<typeof createRedisStore>[0]);
+  }
+  return createMemoryStore({ maxKeys: r.max_keys, clock: deps.clock });
+}
+
+export async function buildCoreGeneration(loaded: LoadedConfig, previous: CoreGeneration | undefined, deps: CoreDeps): Promise<CoreGeneration> {
+  const { clock, logger, metrics } = deps;
+  const cfg = loaded.config;
+  const verifier = await createTokenVerifier(cfg.tokens, {
+    clock,
+    baseDir: loaded.baseDir,
+    observer: {
+      tokenCache: (result) => metrics.tokenCache.inc({ result }),
+      jwksRefresh: (issuer, result) => metrics.jwksRefresh.inc({ issuer, result }),
+    },
+  });
+  // Counters survive reloads: the store is kept unless its identity (kind, url, prefix) changed.
+  const storeKey = storeIdentity(cfg);
+  const store = previous && previous.storeKey === storeKey ? previous.store : makeStore(cfg, deps);
+  const limiter = createRateLimiter(cfg.rate_limit, { store, clock });
+  const decider = createDecider(loaded, {
+    clock,
+    verifier,
+    limiter,
+    observer: {
+      storeError: (err, refused) => {
+        metrics.rateLimitStoreErrors.inc({ store: store.kind });
+        logger.warn(
+          { err: err.message },
+          refused ? 'rate-limit store error; refusing (on_store_error: closed)' : 'rate-limit store error; forwarding (on_store_error: open)',
+        );
+      },
+      rateLimited: (route, kind) => metrics.rateLimited.inc({ route, kind }),
+    },
+  });
+  return { loaded, verifier, store, storeKey, limiter, decider, trusted: compileCidrs(cfg.trusted_proxies) };
+}
+
+/** SPEC §6 /readyz: config loaded, every issuer's keys obtainable, Redis when it is required. */
+export async function readinessOf(g: CoreGeneration): Promise<ReadinessCheck[]> {
+  const checks: ReadinessCheck[] = [{ name: 'config', ok: true }];
+  for (const r of await g.verifier.readiness()) {
+    checks.push({ name: `keys:${r.issuer}`, ok: r.ok, ...(r.error ? { error: r.error } : {}) });
+  }
+  const rl = g.loaded.config.rate_limit;
+  if (rl.enabled && rl.store === 'redis') {
+    const required = rl.on_store_error === 'closed' || rl.redis_cluster !== undefined;
+    try {
+      await g.store.ping();
+      checks.push({ name: 'redis', ok: true });
+    } catch (e) {
+      // With on_store_error: open a dead single Redis degrades limits but does not stop traffic; a
+      // cluster with unserved slots is reported (SPEC §4: /readyz checks every slot is served).
+      checks.push({ name: 'redis', ok: !required, error: (e as Error).message });
+    }
+  }
+  return checks;
+}
+
+export interface Reloader<G> {
+  current(): G;
+  /** Re-reads the config (or takes `next`), builds a generation, swaps atomically; false keeps the old one. */
+  reload(next?: LoadedConfig): Promise<boolean>;
+}
+
+/**
+ * Serialised, atomic reloads: one at a time, a failure keeps the running generation (logged,
+ * counted in scopegate_config_reloads_total{result="error"}), the replaced one is retired.
+ */
+export function createReloader<G extends CoreGeneration>(opts: {
+  initial: G;
+  load: () => Promise<LoadedConfig>;
+  build: (loaded: LoadedConfig, previous: G) => Promise<G>;
+  /** Releases what the old generation held that the new one does not share. */
+  retire: (old: G, next: G) => void;
+  metrics: Metrics;
+  logger: Logger;
+}): Reloader<G> {
+  let gen = opts.initial;
+  let queue: Promise<boolean> = Promise.resolve(true);
+  return {
+    current: () => gen,
+    reload(next) {
+      queue = queue.then(async () => {
+        try {
+          const loaded = next ?? (await opts.load());
+          const old = gen;
+          gen = await opts.build(loaded, old);
+          if (old.store !== gen.store) void old.store.close().catch(() => undefined);
+          opts.retire(old, gen);
+          opts.metrics.configReloads.inc({ result: 'success' });
+          opts.logger.info({ routes: loaded.routes.routes.length, file: loaded.file }, 'config reloaded');
+          return true;
+        } catch (e) {
+          opts.metrics.configReloads.inc({ result: 'error' });
+          opts.logger.error({ err: (e as Error).message }, 'config reload failed; keeping the running config');
+          return false;
+        }
+      });
+      return queue;
+    },
+  };
+}
