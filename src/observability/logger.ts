@@ -1,19 +1,32 @@
 /**
  * scopegate's logger: pino, JSON lines, with secrets redacted before a line is written
- * (SPEC.md §6: no token ever appears in a log). Three layers:
+ * (SPEC.md §6: no token ever appears in a log). Four layers:
  * - `createLogger` censors known secret-bearing keys (authorization, cookie, token, secret,
  *   password, ...) at any depth up to four levels, as `[REDACTED]`;
- * - `redactQuery` censors the token query parameter in a logged path;
+ * - `redactUrl` censors a logged URL: the token query parameter and its look-alikes (as
+ *   src/http/raw-query.ts reads them), and every path segment, query name or value and fragment
+ *   that holds a JWS-shaped run once percent-decoded (`%2E` is a dot; up to three rounds, so
+ *   double-encoding does not hide one) — without relying on the usual `eyJ` prefix;
+ * - `accessFields` makes the access line's fields safe: JWS-shaped runs redacted, every string
+ *   clipped to 256 bytes (src/clip.ts);
  * - `tokenFingerprint` gives a stable, non-reversible id for a token when one must be correlated.
+ *
+ * What counts as JWS-shaped: three base64url parts joined by `.` (padding `=` tolerated) where
+ * the first holds, from any offset (`prefix-eyJ…`), the base64url of the start of a JSON object
+ * with a member (`{"`, also after whitespace or with whitespace inside: `eyJ`, `eyAi`, `IHsi`,
+ * ...), whatever the other two hold (an `alg: none` token has an empty signature); or, for a first
+ * part that is not JSON, parts of at least 16, 16 and 22 characters (a 128-bit signature).
+ * Dotted words (`items.user.name`, `a.b.c`, `example.tar.gz`) stay readable.
  *
  * @example
  *   const log = createLogger({ base: { service: 'scopegate' } });
- *   log.info({ req: { headers }, path: redactQuery(url, ['auth_token']) }, 'request');
+ *   access.info(accessFields({ request_id, path: redactUrl(url, ['auth_token']), subject }), 'request');
  *   log.warn({ token_fp: tokenFingerprint(t) }, 'token revoked'); // not `token`: that key is censored
  */
 import { createHash } from 'node:crypto';
 import pino from 'pino';
-import { formDecode } from '../form-decode.js';
+import { clip } from '../clip.js';
+import { looseDecode, redactParams } from '../http/raw-query.js';
 
 export type Logger = pino.Logger;
 
@@ -105,10 +118,12 @@ export function createLogger(opts: CreateLoggerOptions = {}): Logger {
 }
 
 /**
- * Replaces the value of every query parameter named in `params` with `[REDACTED]`, leaving the
- * rest of `pathAndQuery` byte for byte. Names are compared after percent-decoding (`auth%5Ftoken`
- * is `auth_token`, as URLSearchParams would read it) and case-insensitively, since a mis-cased
- * name can still carry a real token. Empty values stay empty (there is nothing to hide).
+ * Replaces the value of every query parameter named in `params` — and of every look-alike of
+ * one (`AUTH_TOKEN`, `auth.token`, `auth_token[]`, `x=1;auth_token=…`, `auth%255Ftoken`; see
+ * src/http/raw-query.ts) — with `[REDACTED]`, leaving the rest of `pathAndQuery` byte for byte.
+ * An encoded spelling of the exact name (`auth%5Ftoken`) is the parameter itself. A look-alike
+ * whose name is written with escapes or `;` is replaced whole, since the token may sit in its
+ * name (`auth_token%3D<token>`). Empty values stay empty (there is nothing to hide).
  *
  * @example
  *   redactQuery('/v2/room/1?auth_token=eyJ...&x=1', ['auth_token']) // '/v2/room/1?auth_token=[REDACTED]&x=1'
@@ -118,46 +133,213 @@ export function redactQuery(pathAndQuery: string, params: readonly string[]): st
   if (q === -1 || params.length === 0) return pathAndQuery;
   const hash = pathAndQuery.indexOf('#', q + 1);
   const end = hash === -1 ? pathAndQuery.length : hash;
-  const wanted = new Set(params.map((p) => p.toLowerCase()));
-
-  const parts = pathAndQuery.slice(q + 1, end).split('&');
-  let changed = false;
-  for (let i = 0; i < parts.length; i++) {
-    const part = parts[i] as string;
-    const eq = part.indexOf('=');
-    if (eq === -1 || eq === part.length - 1) continue;
-    if (!wanted.has(formDecode(part.slice(0, eq)).toLowerCase())) continue;
-    parts[i] = `${part.slice(0, eq + 1)}${REDACTED}`;
-    changed = true;
-  }
-  if (!changed) return pathAndQuery;
-  return `${pathAndQuery.slice(0, q + 1)}${parts.join('&')}${pathAndQuery.slice(end)}`;
+  const query = pathAndQuery.slice(q + 1, end);
+  const redacted = redactParams(query, params, REDACTED);
+  if (redacted === query) return pathAndQuery;
+  return `${pathAndQuery.slice(0, q + 1)}${redacted}${pathAndQuery.slice(end)}`;
 }
 
-// A compact JWS anywhere in a URL (e.g. GET /v2/oauth/token/{access_token}): the header always
-// starts with base64url('{"') = "eyJ".
-const JWT_IN_TEXT = /eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*/g;
+// ── JWS-shaped text ────────────────────────────────────────────────────────────────────────
+
+/** Maximal runs of base64url characters, padding and dots holding a dot: where a JWS can hide. */
+const DOTTED_RUN = /[A-Za-z0-9_=.-]*\.[A-Za-z0-9_=.-]*/g;
+const B64URL = /^[A-Za-z0-9_-]*$/;
+const B64_VALUE: Readonly<Record<string, number>> = Object.fromEntries(
+  [...'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'].map((c, i) => [c, i]),
+);
+/** Rounds of percent-decoding a logged text goes through before it is called clean. */
+const DECODE_ROUNDS = 3;
+
+/** The bytes of (at most 48) base64url characters of `part` from `from` on. */
+function b64Bytes(part: string, from: number): number[] {
+  const out: number[] = [];
+  let acc = 0;
+  let bits = 0;
+  for (let i = from; i < part.length && i < from + 48; i++) {
+    acc = ((acc << 6) | (B64_VALUE[part[i]!] ?? 0)) & 0xffffff;
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out.push((acc >> bits) & 0xff);
+    }
+  }
+  return out;
+}
+
+const isJsonSpace = (b: number | undefined): boolean => b === 0x20 || b === 0x09 || b === 0x0a || b === 0x0d;
+
+/** True when base64url `part`, read from `from`, decodes to `ws* { ws* "`: how every JOSE header starts. */
+function joseHeaderAt(part: string, from: number): boolean {
+  const bytes = b64Bytes(part, from);
+  let i = 0;
+  while (isJsonSpace(bytes[i])) i++;
+  if (bytes[i] !== 0x7b) return false;
+  i++;
+  while (isJsonSpace(bytes[i])) i++;
+  return i >= bytes.length || bytes[i] === 0x22;
+}
+
+/**
+ * True when a JOSE header starts anywhere in `part` (a token glued to other base64url text:
+ * `prefix-eyJ…`). Its first character encodes `{` or JSON whitespace: one of `e I C D`.
+ */
+function joseHeaderIn(part: string): boolean {
+  for (let i = 0; i + 4 <= part.length; i++) {
+    const c = part.charCodeAt(i);
+    if ((c === 0x65 || c === 0x49 || c === 0x43 || c === 0x44) && joseHeaderAt(part, i)) return true;
+  }
+  return false;
+}
+
+/**
+ * The three parts as base64url, or null. `=` is not base64url: it is padding at the end of a
+ * part, or the edge of the run (`x=<header>`, `<signature>=junk`), never inside a payload.
+ */
+function jwsAt(h: string, p: string, s: string): boolean {
+  const stripped = h.replace(/=+$/, '');
+  const header = stripped.slice(stripped.lastIndexOf('=') + 1);
+  const payload = p.replace(/={1,2}$/, '');
+  const eq = s.indexOf('=');
+  const signature = eq === -1 ? s : s.slice(0, eq);
+  if (!B64URL.test(payload)) return false;
+  if (joseHeaderIn(header)) return true;
+  return header.length >= 16 && payload.length >= 16 && signature.length >= 22;
+}
+
+/** True when a dotted run holds three consecutive parts that make a JWS. */
+function jwsRun(run: string): boolean {
+  const parts = run.split('.');
+  for (let i = 0; i + 2 < parts.length; i++) if (jwsAt(parts[i]!, parts[i + 1]!, parts[i + 2]!)) return true;
+  return false;
+}
+
+function jwsRunIn(text: string): boolean {
+  if (text.indexOf('.') === -1) return false;
+  for (const run of text.match(DOTTED_RUN) ?? []) if (jwsRun(run)) return true;
+  return false;
+}
+
+/**
+ * True when `text` holds a JWS-shaped run as written or after up to three rounds of lenient
+ * percent-decoding (`%2E` and `%252E` are dots too).
+ *
+ * @example holdsJws('a%2Eb') // false;  holdsJws('eyJhbGciOiJub25lIn0%2Ee30%2E') // true
+ */
+export function holdsJws(text: string): boolean {
+  let t = text;
+  for (let round = 0; round <= DECODE_ROUNDS; round++) {
+    if (round > 0) {
+      const next = looseDecode(t);
+      if (next === t) break;
+      t = next;
+    }
+    if (jwsRunIn(t)) return true;
+  }
+  return false;
+}
+
+/**
+ * `text` with every JWS-shaped run replaced by `[REDACTED]`; when one is visible only after
+ * percent-decoding, the whole text is replaced. For free-text fields (an error message, a
+ * subject); URLs go through `redactUrl`, which keeps more of them readable.
+ *
+ * @example redactText('bad token eyJhbGciOiJIUzI1NiJ9.e30.c2ln') // 'bad token [REDACTED]'
+ */
+export function redactText(text: string): string {
+  if (!mayHoldJws(text) || !holdsJws(text)) return text;
+  const replaced = text.replace(DOTTED_RUN, (run) => (jwsRun(run) ? REDACTED : run));
+  return holdsJws(replaced) ? REDACTED : replaced;
+}
+
+function mayHoldJws(text: string): boolean {
+  return text.indexOf('.') !== -1 || text.indexOf('%') !== -1;
+}
 
 /**
  * A child of `logger` for the one access line per request, without path redaction. pino's
  * wildcard redaction costs ~100 µs a line, more than the whole proxied request; the access line is
  * built only from fields that cannot hold a secret (the URL goes through `redactUrl`, the token is
- * represented by its jti or a hash prefix), so it does not need it. Anything else keeps `logger`.
+ * represented by its jti or a hash prefix, and `accessFields` redacts and clips the rest), so it
+ * does not need it. Anything else keeps `logger`.
  *
- * @example const access = accessLogger(logger); access.info({ request_id, path: redactUrl(url, ['auth_token']) }, 'request');
+ * @example const access = accessLogger(logger); access.info(accessFields({ request_id, path: redactUrl(url, ['auth_token']) }), 'request');
  */
 export function accessLogger(logger: Logger): Logger {
   return logger.child({}, { redact: { paths: [] } });
 }
 
 /**
- * The URL as it may be logged: the named query parameters' values and every JWT-shaped
- * substring (in the path or any other parameter) replaced by [REDACTED].
+ * The URL as it may be logged: the named query parameters and their look-alikes redacted (see
+ * `redactQuery`), and every path segment, query value (or whole piece, when the name holds it)
+ * and fragment that holds a JWS-shaped run — as written or percent-decoded — replaced by
+ * `[REDACTED]`. Everything else stays byte for byte, so the path remains readable.
  *
  * @example redactUrl('/v2/oauth/token/eyJ..x.y?auth_token=t', ['auth_token']) // '/v2/oauth/token/[REDACTED]?auth_token=[REDACTED]'
  */
 export function redactUrl(pathAndQuery: string, params: readonly string[]): string {
-  return redactQuery(pathAndQuery, params).replace(JWT_IN_TEXT, REDACTED);
+  const q = pathAndQuery.indexOf('?');
+  const path = q === -1 ? pathAndQuery : pathAndQuery.slice(0, q);
+  const out = redactSegments(path);
+  if (q === -1) return out;
+  const rest = pathAndQuery.slice(q + 1);
+  const hash = rest.indexOf('#');
+  const query = redactPieces(redactParams(hash === -1 ? rest : rest.slice(0, hash), params, REDACTED));
+  if (hash === -1) return `${out}?${query}`;
+  const fragment = redactParams(rest.slice(hash + 1), params, REDACTED);
+  return `${out}?${query}#${holdsJws(fragment) ? REDACTED : fragment}`;
+}
+
+function redactSegments(path: string): string {
+  if (!mayHoldJws(path)) return path;
+  const segs = path.split('/');
+  let changed = false;
+  for (let i = 0; i < segs.length; i++) {
+    if (mayHoldJws(segs[i]!) && holdsJws(segs[i]!)) {
+      segs[i] = REDACTED;
+      changed = true;
+    }
+  }
+  return changed ? segs.join('/') : path;
+}
+
+function redactPieces(query: string): string {
+  if (!mayHoldJws(query)) return query;
+  const pieces = query.split('&');
+  let changed = false;
+  for (let i = 0; i < pieces.length; i++) {
+    const piece = pieces[i]!;
+    if (!mayHoldJws(piece)) continue;
+    const eq = piece.indexOf('=');
+    const name = eq === -1 ? piece : piece.slice(0, eq);
+    let next = piece;
+    if (holdsJws(name)) next = REDACTED;
+    else if (eq !== -1 && holdsJws(piece.slice(eq + 1))) next = `${name}=${REDACTED}`;
+    if (next !== piece) {
+      pieces[i] = next;
+      changed = true;
+    }
+  }
+  return changed ? pieces.join('&') : query;
+}
+
+/**
+ * The access line's fields made safe to write (SPEC §6): every string value (and every string in
+ * an array value) has its JWS-shaped runs redacted (`redactText`) and is then clipped to 256 bytes
+ * (`clip`), since request- and token-derived fields (path, subject, room, ...) are attacker-sized.
+ * Other values pass through. Returns a new object with the same key order. Apply it after
+ * `redactUrl`: clipping first could cut a token below the shape that redaction looks for.
+ *
+ * @example access.info(accessFields({ request_id, path: redactUrl(url, ['auth_token']), status, subject }), 'request');
+ */
+export function accessFields<T extends Record<string, unknown>>(fields: T): T {
+  const out: Record<string, unknown> = {};
+  for (const key of Object.keys(fields)) {
+    const v = fields[key];
+    if (typeof v === 'string') out[key] = clip(redactText(v));
+    else if (Array.isArray(v)) out[key] = v.map((x: unknown) => (typeof x === 'string' ? clip(redactText(x)) : x));
+    else out[key] = v;
+  }
+  return out as T;
 }
 
 /**
