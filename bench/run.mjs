@@ -2,13 +2,15 @@
 // scopegate's own throughput bench: `npm run bench` (builds, then runs this file).
 //
 // One upstream (node:http, {"ok":true}) and, one at a time, each contestant in its own child
-// process: `direct` (no proxy), bare `http-proxy`, bare `undici`, and scopegate's CLI in four
+// process: `direct` (no proxy), bare `http-proxy`, bare `undici`, and scopegate's CLI in five
 // configurations. autocannon runs in a child too. With taskset, the contestant sits alone on
 // PROXY_CPU (1) and the upstream + load generator on LOAD_CPU (0).
 //
 // Knobs (env): DURATION (10 s), WARMUP (2 s), CONNECTIONS (50), REPS (1), CONTESTANTS (comma list,
-// default all; `scopegate` = the four scopegate rows), TOKENS (1000 per alg), PROXY_CPU, LOAD_CPU,
-// REDIS_URL (redis://127.0.0.1:6379), RESULTS_FILE (bench/RESULTS.md), KEEP_RUN_DIR=1,
+// default all; `scopegate` = the five scopegate rows), TOKENS (1000 per alg), PROXY_CPU, LOAD_CPU,
+// REDIS_URL (redis://127.0.0.1:6379), REDIS_CLUSTER (comma list of a Redis Cluster's seed URLs,
+// for the scopegate-redis-cluster row; unset: that row is skipped with a note),
+// RESULTS_FILE (bench/RESULTS.md), KEEP_RUN_DIR=1,
 // NOISE_MAX (15), NOISY_RETRIES (2), PROFILE=1 (scopegate runs with --cpu-prof into the run dir,
 // which is then kept; profiling slows it down, so such a run's numbers are not results).
 // Exit status: 0 all rows valid, 3 some row invalid, 1 the bench itself failed.
@@ -36,6 +38,7 @@ const CONNECTIONS = num('CONNECTIONS', 50);
 const REPS = Math.max(1, num('REPS', 1));
 const N_TOKENS = Math.max(1, num('TOKENS', 1000));
 const REDIS_URL = env.REDIS_URL || 'redis://127.0.0.1:6379';
+const REDIS_CLUSTER = (env.REDIS_CLUSTER || '').split(',').map((s) => s.trim()).filter(Boolean);
 const RESULTS_FILE = env.RESULTS_FILE || join(BENCH_DIR, 'RESULTS.md');
 const URL_PATH = '/v2/room/42';
 const NOISE_MAX = num('NOISE_MAX', 15);
@@ -54,7 +57,25 @@ const ALL = [
   { name: 'scopegate-rs256', kind: 'scopegate', alg: 'rs256', rateLimit: 'memory', what: 'RS256 (jwks_file), memory store' },
   { name: 'scopegate-nolimit', kind: 'scopegate', alg: 'hs256', rateLimit: 'off', what: 'HS256, rate_limit.enabled: false' },
   { name: 'scopegate-redis', kind: 'scopegate', alg: 'hs256', rateLimit: 'redis', what: 'HS256, Redis rate-limit store' },
+  { name: 'scopegate-redis-cluster', kind: 'scopegate', alg: 'hs256', rateLimit: 'redis-cluster', what: 'HS256, Redis Cluster rate-limit store' },
 ];
+
+/** scopegate's config for a contestant; the cluster row is the Redis row with redis_cluster seeds. */
+function contestantConfig(c, port) {
+  const cluster = c.rateLimit === 'redis-cluster';
+  const text = scopegateConfig({
+    port,
+    upstreamUrl,
+    alg: c.alg,
+    rateLimit: cluster ? 'redis' : c.rateLimit,
+    jwksFile: fixtures.jwksFile,
+    redisUrl: cluster ? 'redis://cluster-seeds-go-here' : REDIS_URL,
+  });
+  if (!cluster) return text;
+  const line = `  redis_url: ${JSON.stringify('redis://cluster-seeds-go-here')}\n`;
+  if (!text.includes(line)) throw new Error('bench/lib/fixtures.mjs no longer writes redis_url as expected');
+  return text.replace(line, `  redis_cluster: [${REDIS_CLUSTER.map((u) => JSON.stringify(u)).join(', ')}]\n`);
+}
 
 // ---------------------------------------------------------------------------------------------
 // Child processes: each in its own process group, all stopped on exit, failure or signal.
@@ -302,10 +323,7 @@ async function turn(c, rep) {
         child = startChild(c.name, PROXY_CPU, process.execPath, [join(BENCH_DIR, c.script)], { PORT: String(port), UPSTREAM_URL: upstreamUrl }, logFile);
       } else {
         const cfgFile = join(runDir, `${c.name}.yaml`);
-        writeFileSync(
-          cfgFile,
-          scopegateConfig({ port, upstreamUrl, alg: c.alg, rateLimit: c.rateLimit, jwksFile: fixtures.jwksFile, redisUrl: REDIS_URL }),
-        );
+        writeFileSync(cfgFile, contestantConfig(c, port));
         child = startChild(
           c.name,
           PROXY_CPU,
@@ -393,6 +411,7 @@ function aggregate(rows) {
   const pairs = [
     ['scopegate memory vs scopegate no-limits', 'scopegate-hs256', 'scopegate-nolimit'],
     ['scopegate redis vs scopegate no-limits', 'scopegate-redis', 'scopegate-nolimit'],
+    ['scopegate redis cluster vs single redis', 'scopegate-redis-cluster', 'scopegate-redis'],
     ['scopegate RS256 vs HS256 (both memory)', 'scopegate-rs256', 'scopegate-hs256'],
     ['scopegate no-limits vs bare undici', 'scopegate-nolimit', 'undici'],
     ['bare undici vs bare http-proxy', 'undici', 'http-proxy'],
@@ -517,6 +536,17 @@ async function main() {
     console.log(`note: ${note}`);
     skipped.push(note);
     list = list.filter((c) => c.rateLimit !== 'redis');
+  }
+  if (list.some((c) => c.rateLimit === 'redis-cluster')) {
+    const reachable = REDIS_CLUSTER.length > 0 && (await Promise.all(REDIS_CLUSTER.map(redisReachable))).some(Boolean);
+    if (!reachable) {
+      const note = REDIS_CLUSTER.length
+        ? 'scopegate-redis-cluster skipped: no REDIS_CLUSTER seed answers'
+        : 'scopegate-redis-cluster skipped: REDIS_CLUSTER (seed URLs) not set';
+      console.log(`note: ${note}`);
+      skipped.push(note);
+      list = list.filter((c) => c.rateLimit !== 'redis-cluster');
+    }
   }
 
   runDir = mkdtempSync(join(os.tmpdir(), 'scopegate-bench-'));
