@@ -139,7 +139,8 @@ describe('rate limiter: auth_test reads without spending', () => {
 });
 
 describe('rate limiter: which budget a request spends', () => {
-  const sha = (s: string) => createHash('sha256').update(s).digest('base64url');
+  const sha = (s: string) => createHash('sha256').update(s).digest('hex');
+  const tokenHash = (s: string) => createHash('sha256').update(s).digest('base64url');
   const noJti: Principal = { issuerName: 'local', clientType: 'user', scopes: [], subject: 'alice' };
 
   it.each([
@@ -162,12 +163,24 @@ describe('rate limiter: which budget a request spends', () => {
 
   it('keys a jti-less token by principal.tokenHash, needing no token, and agrees with hashing the token', async () => {
     const { hit } = setup();
-    const hashed: Principal = { ...noJti, tokenHash: sha('tok-A') };
+    const hashed: Principal = { ...noJti, tokenHash: tokenHash('tok-A') };
     const d = await hit({ principal: hashed, token: undefined });
     expect(d.key).toBe(`tok:${sha('tok-A').slice(0, 16)}`);
     // A caller without tokenHash (token hashed on the spot) spends the same budget.
     await hits(2, () => hit({ principal: { ...noJti }, token: 'tok-A' }));
     expect((await hit({ principal: hashed, token: undefined })).error?.code).toBe('rate_limited');
+  });
+
+  it('gives any token the same key from its tokenHash as from hashing the token itself', () => {
+    const { limiter } = setup();
+    fc.assert(
+      fc.property(fc.string({ unit: 'binary' }), (token) => {
+        const viaHash = limiter.check({ principal: { ...noJti, tokenHash: tokenHash(token) }, route: null, params: {}, consume: false });
+        const viaToken = limiter.check({ principal: { ...noJti }, token, route: null, params: {}, consume: false });
+        expect((viaHash as { key: string }).key).toBe((viaToken as { key: string }).key);
+        expect((viaHash as { key: string }).key).toBe(`tok:${sha(token).slice(0, 16)}`);
+      }),
+    );
   });
 
   it('keeps nothing derived from a raw token: a principal without tokenHash needs its token every time', async () => {
@@ -180,7 +193,7 @@ describe('rate limiter: which budget a request spends', () => {
 
   it('caches the key of a principal with tokenHash and never lets a token override it', async () => {
     const { hit } = setup();
-    const p: Principal = { ...noJti, tokenHash: sha('tok-A') };
+    const p: Principal = { ...noJti, tokenHash: tokenHash('tok-A') };
     expect((await hit({ principal: p, token: 'tok-B' })).key).toBe(`tok:${sha('tok-A').slice(0, 16)}`);
     expect((await hit({ principal: p, token: 'tok-C' })).key).toBe(`tok:${sha('tok-A').slice(0, 16)}`);
   });

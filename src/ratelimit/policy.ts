@@ -13,8 +13,8 @@
  * `４２` are all 42), and a room-bound token's own room name by its room id.
  *
  * No raw token is kept: a token without `jti` is keyed by `principal.tokenHash` (SHA-256,
- * base64url, set by the verifier); only a caller that has no hash passes `token`, which is hashed
- * on the spot and never stored.
+ * base64url, set by the verifier; the key spells it in hex, as before); only a caller that has no
+ * hash passes `token`, which is hashed on the spot and never stored.
  *
  * @example
  *   const limiter = createRateLimiter(cfg.rate_limit, { store, clock: systemClock });
@@ -80,6 +80,29 @@ const MAX_KEY_PART = 128;
 
 function sha256hex(s: string): string {
   return sha256(s, 'hex');
+}
+
+const B64URL = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+
+/**
+ * A 32-byte value in unpadded base64url (the verifier's `tokenHash`) as hex, so a jti-less token
+ * keeps the key it had when the limiter hashed the token itself; null when `s` is not that form.
+ */
+function base64urlToHex(s: string): string | null {
+  if (!/^[A-Za-z0-9_-]{43}$/.test(s)) return null;
+  let bits = 0;
+  let acc = 0;
+  let out = '';
+  for (let i = 0; i < s.length; i++) {
+    acc = (acc << 6) | B64URL.indexOf(s[i]!);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out += ((acc >> bits) & 0xff).toString(16).padStart(2, '0');
+    }
+  }
+  // 43 characters carry 258 bits: the last 2 must be zero in a canonical encoding.
+  return (acc & ((1 << bits) - 1)) === 0 ? out : null;
 }
 
 /** Integers with more decimal digits than this are not read as numbers (no room id is that long). */
@@ -353,7 +376,7 @@ export function createRateLimiter(cfg: RateLimitConfig, deps: { store: RateLimit
     if (token === undefined) {
       throw new TypeError('rate limiter: a principal without tokenId or tokenHash needs the token to derive its key');
     }
-    return hashKey(sha256(token, 'base64url'));
+    return hashKey(sha256hex(token));
   }
 
   /** The key the principal determines by itself, or null when only the token can tell. */
@@ -366,12 +389,12 @@ export function createRateLimiter(cfg: RateLimitConfig, deps: { store: RateLimit
       const k = `jti:${keyPart(p.issuerName)}:${keyPart(p.tokenId)}`;
       return { storeKey: k, logKey: k };
     }
-    return p.tokenHash ? hashKey(p.tokenHash) : null;
+    return p.tokenHash ? hashKey(base64urlToHex(p.tokenHash) ?? sha256hex(p.tokenHash)) : null;
   }
 
-  /** Store key of a jti-less token's budget (SHA-256, base64url), and its log form (a prefix). */
-  function hashKey(hash: string): BaseKey {
-    return { storeKey: `tok:${keyPart(hash)}`, logKey: `tok:${keyPart(hash).slice(0, 16)}` };
+  /** Store key of a jti-less token's budget (SHA-256 of the token, hex), and its log form (a prefix). */
+  function hashKey(hex: string): BaseKey {
+    return { storeKey: `tok:${hex}`, logKey: `tok:${hex.slice(0, 16)}` };
   }
 
   function mainPlan(base: string, p: Principal, route: CompiledRoute | null): WindowPlan {
