@@ -9,6 +9,8 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeProtectedHeader } from 'jose';
 import { openEmbeddedStore } from '../../src/token-service/store/embedded.js';
+import { openTokenStore } from '../../src/token-service/store/open.js';
+import { createTestSchema, describePostgres, type TestSchema } from '../helpers/postgres.js';
 import type { TokenStore } from '../../src/token-service/store.js';
 import { rawRequest } from '../helpers/http.js';
 import { tempDir, testClock, type TempDir } from '../helpers/tokens.js';
@@ -296,5 +298,55 @@ describe('store outage', () => {
     const ready = await pw.service.readiness();
     expect(ready.ok).toBe(false);
     expect(ready.error).toMatch(/token store \(embedded\)/);
+  });
+});
+
+describePostgres('two replicas on one PostgreSQL store', () => {
+  let schema: TestSchema;
+  let pgDir: TempDir;
+  const stores: TokenStore[] = [];
+  let a: ServiceHarness;
+  let b: ServiceHarness;
+  let cl: { id: string; secret: string };
+
+  beforeAll(async () => {
+    schema = await createTestSchema('token_endpoint');
+    pgDir = await tempDir();
+    stores.push(await openTokenStore(schema.url), await openTokenStore(schema.url));
+    const cfg = serviceConfig({ tokenService: 'password_grant: true' });
+    // Started together: the store hands out one signing key, not two.
+    [a, b] = await Promise.all([startService(cfg, { store: stores[0], dir: pgDir }), startService(cfg, { store: stores[1], dir: pgDir })]);
+    cl = await a.createClient({ clientType: 'group', scopes: ['view_room', 'view_group'], groupId: '9' });
+    await a.addUser('erin', 'erin-password', ['view_room']);
+  }, 120_000);
+
+  afterAll(async () => {
+    for (const h of [a, b]) await h?.close();
+    for (const s of stores) await s.close();
+    await schema?.drop();
+    await pgDir?.cleanup();
+  }, 60_000);
+
+  const post = (h: ServiceHarness, body: Record<string, string>) => fetch(`${h.url}/oauth/token`, form(body, { authorization: basic(cl.id, cl.secret) }));
+
+  it('publishes one key on both replicas; a token from one verifies with the keys of the other', async () => {
+    const [ja, jb] = await Promise.all([a, b].map(async (h) => (await fetch(`${h.url}/.well-known/jwks.json`)).text()));
+    expect(ja).toBe(jb);
+    expect((JSON.parse(ja!) as { keys: unknown[] }).keys).toHaveLength(1);
+    const res = await post(b, { grant_type: 'client_credentials' });
+    const { access_token } = (await res.json()) as { access_token: string };
+    expect(await (await a.verifier()).verify(access_token)).toMatchObject({ subject: cl.id, clientType: 'group', group: '9' });
+  });
+
+  it('revokes the family when a refresh token rotated on one replica is replayed on the other', async () => {
+    const t0 = Date.now();
+    const first = (await (await post(a, { grant_type: 'password', username: 'erin', password: 'erin-password' })).json()) as { access_token: string; refresh_token: string };
+    const second = (await (await post(b, { grant_type: 'refresh_token', refresh_token: first.refresh_token })).json()) as { access_token: string; refresh_token: string };
+    expect(second.refresh_token).toBeDefined();
+    const replay = await post(a, { grant_type: 'refresh_token', refresh_token: first.refresh_token });
+    expect(((await replay.json()) as { error: string }).error).toBe('invalid_grant');
+    const revoked = (await stores[1]!.revokedSince(t0, Date.now())).map((r) => r.jti);
+    expect(revoked).toEqual(expect.arrayContaining([jwtPayload(first.access_token)['jti'], jwtPayload(second.access_token)['jti']]));
+    expect(((await (await post(b, { grant_type: 'refresh_token', refresh_token: second.refresh_token })).json()) as { error: string }).error).toBe('invalid_grant');
   });
 });
