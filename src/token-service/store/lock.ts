@@ -87,7 +87,8 @@ function parseLock(text: string): LockInfo | undefined {
     return {
       pid: v.pid as number,
       host: v.host,
-      startedAt: Number(v.startedAt) || 0,
+      // Within Date's range, or 0: the holder's message formats it.
+      startedAt: Number.isFinite(v.startedAt) && Math.abs(v.startedAt as number) <= 8.64e15 ? (v.startedAt as number) : 0,
       procStart: typeof v.procStart === 'string' ? v.procStart : undefined,
       socket: typeof v.socket === 'string' ? v.socket : undefined,
       nonce: v.nonce,
