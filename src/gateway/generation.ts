@@ -59,7 +59,7 @@ function makeStore(cfg: GatewayConfig, deps: CoreDeps): RateLimitStore {
       keyPrefix: r.key_prefix,
       timeoutMs: r.redis_timeout_ms,
       onError: (err: Error) => deps.logger.warn({ err: err.message }, 'redis rate-limit store error'),
-    } as Parameters<typeof createRedisStore>[0]);
+    });
   }
   return createMemoryStore({ maxKeys: r.max_keys, clock: deps.clock });
 }

@@ -19,7 +19,7 @@ export function rawRequest(
   method: string,
   path: string,
   headers: Record<string, string | string[]> = {},
-  body?: string,
+  body?: string | Buffer,
 ): Promise<RawResponse> {
   const u = new URL(base);
   return new Promise((resolve, reject) => {

@@ -1,5 +1,6 @@
 /**
- * Runs the built CLI (`node dist/cli.js ...`) as a real process, for tests that need signals,
+ * Runs the built CLI (`node dist/cli.js ...`, or `bun dist/cli.js ...` with
+ * SCOPEGATE_TEST_RUNTIME=bun or `runtime: 'bun'`) as a real process, for tests that need signals,
  * several replicas or the exact command users run. `npm test` builds first (pretest), so dist/ is
  * current.
  *
@@ -17,6 +18,27 @@ import { fileURLToPath } from 'node:url';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const CLI = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
+export const BUN = fileURLToPath(new URL('../../node_modules/.bin/bun', import.meta.url));
+
+/** The runtimes the process-level tests can run the CLI on. */
+export type Runtime = 'node' | 'bun';
+
+/**
+ * The runtime process tests use by default: $SCOPEGATE_TEST_RUNTIME (`node` or `bun`), else the
+ * Node that runs the tests. `.ci/run` runs the process-level suites once per runtime.
+ */
+export const TEST_RUNTIME: Runtime = (() => {
+  const r = process.env['SCOPEGATE_TEST_RUNTIME'] ?? 'node';
+  if (r !== 'node' && r !== 'bun') throw new Error(`SCOPEGATE_TEST_RUNTIME must be node or bun, not ${r}`);
+  return r;
+})();
+
+/** The executable for a runtime: this process's Node, or the Bun that npm ci installed. */
+export function runtimeExecutable(runtime: Runtime = TEST_RUNTIME): string {
+  if (runtime === 'node') return process.execPath;
+  if (!existsSync(BUN)) throw new Error(`${BUN} is missing: bun is a devDependency, run \`npm ci\``);
+  return BUN;
+}
 
 function requireBuild(): void {
   if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run \`npm run build\` (npm test does it in pretest)`);
@@ -39,9 +61,12 @@ export interface GatewayProcess {
 }
 
 /** Starts `scopegate serve --config <file>`; resolves once it is listening. */
-export async function spawnGateway(configFile: string, opts: { env?: Record<string, string>; timeoutMs?: number } = {}): Promise<GatewayProcess> {
+export async function spawnGateway(
+  configFile: string,
+  opts: { env?: Record<string, string>; timeoutMs?: number; runtime?: Runtime } = {},
+): Promise<GatewayProcess> {
   requireBuild();
-  const child = spawn(process.execPath, [CLI, 'serve', '--config', configFile], {
+  const child = spawn(runtimeExecutable(opts.runtime), [CLI, 'serve', '--config', configFile], {
     cwd: ROOT,
     env: { ...process.env, LOG_LEVEL: 'info', ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -99,10 +124,13 @@ export async function spawnGateway(configFile: string, opts: { env?: Record<stri
 }
 
 /** Runs one CLI command to completion. */
-export function runCli(args: string[], opts: { env?: Record<string, string>; input?: string } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+export function runCli(
+  args: string[],
+  opts: { env?: Record<string, string>; input?: string; runtime?: Runtime } = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
   requireBuild();
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { cwd: ROOT, env: { ...process.env, ...opts.env }, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(runtimeExecutable(opts.runtime), [CLI, ...args], { cwd: ROOT, env: { ...process.env, ...opts.env }, stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (c: Buffer) => (stdout += c.toString('utf8')));

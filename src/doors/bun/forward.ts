@@ -144,7 +144,11 @@ export function createBunForwarder(upstreams: Record<string, UpstreamConfig>, de
         if (Array.isArray(v)) for (const x of v) headers.append(name, x);
         else headers.append(name, v);
       }
-      const body = method === 'HEAD' || res.status === 204 || res.status === 304 ? null : res.body;
+      let body = method === 'HEAD' || res.status === 204 || res.status === 304 ? null : res.body;
+      // Bun.serve labels a fetched body without a type application/octet-stream; the Node door
+      // (and the upstream) send none. A plain stream in between keeps it unlabelled (rare: most
+      // upstreams name their content type).
+      if (body && !res.headers.has('content-type')) body = body.pipeThrough(new TransformStream());
       return { response: new Response(body, { status: res.status, statusText: res.statusText, headers }), status: res.status, upstreamMs };
     },
     target(name) {
