@@ -8,6 +8,7 @@ import { createServer, request, type IncomingMessage, type Server } from 'node:h
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeProtectedHeader } from 'jose';
+import fc from 'fast-check';
 import { openEmbeddedStore } from '../../src/token-service/store/embedded.js';
 import { openTokenStore } from '../../src/token-service/store/open.js';
 import { createTestSchema, describePostgres, type TestSchema } from '../helpers/postgres.js';
@@ -284,6 +285,35 @@ describe('JWKS and RFC 8414 metadata', () => {
     const badHost = await rawRequest(pw.url, 'GET', '/.well-known/oauth-authorization-server', { host: 'evil.example/x' });
     expect(badHost.status).toBe(400);
   });
+});
+
+describe('arbitrary requests', () => {
+  it('never issue a token without the client secret, never crash, always no-store', async () => {
+    const paths = ['/v2/oauth/token', '/v1/auth/token', '/oauth/token'];
+    const auth = fc.oneof(
+      fc.constant(undefined),
+      fc.string({ maxLength: 40 }),
+      fc.tuple(fc.constantFrom(client.id, 'cl_unknown', ''), fc.string({ maxLength: 20 })).map(([id, s]) => basic(id, s)),
+    );
+    const body = fc.oneof(
+      fc.string({ maxLength: 200 }),
+      fc.dictionary(fc.constantFrom('grant_type', 'client_id', 'client_secret', 'scope', 'username', 'password', 'refresh_token'), fc.string({ maxLength: 20 })).map((d) => new URLSearchParams(d).toString()),
+      fc.jsonValue().map((v) => JSON.stringify(v)),
+    );
+    await fc.assert(
+      fc.asyncProperty(fc.constantFrom(...paths), auth, body, fc.constantFrom('application/x-www-form-urlencoded', 'application/json', 'text/plain'), async (path, a, b, type) => {
+        const headers: Record<string, string> = { 'content-type': type };
+        if (a !== undefined) headers['authorization'] = a;
+        const res = await pw.service.handle(new Request(`http://127.0.0.1${path}`, { method: 'POST', headers, body: b }), { clientIp: '127.0.0.1', proto: 'http', host: '127.0.0.1' });
+        expect([400, 401]).toContain(res.status);
+        expect(res.headers.get('cache-control')).toBe('no-store');
+        const text = await res.text();
+        expect(() => JSON.parse(text)).not.toThrow();
+        expect(text).not.toContain('access_token');
+      }),
+      { numRuns: 60 },
+    );
+  }, 120_000);
 });
 
 describe('store outage', () => {
