@@ -121,15 +121,15 @@ export function createTokenCache(opts: TokenCacheOptions): TokenCache {
 // 16-byte header plus 1 byte per character (Latin-1 only) or 2, rounded up to 8.
 //
 // ENTRY_OVERHEAD is measured, not derived: inserting 50k–300k principals of known strings and
-// dividing heapUsed's growth (after gc) by the entries gave 445 bytes besides the strings on
+// dividing heapUsed's growth (after gc) by the entries gave 445–500 bytes besides the strings on
 // Node 20 x64 (bench/memory.mjs re-measures it end to end). It covers the Principal object, the
 // Entry wrapper and its expiry number, lru-cache's Map slot and key/value array slots, the scope
 // array, and the identity-header object (names and wrapper) that src/proxy/upstream-headers.ts
 // caches per principal once it is forwarded. lru-cache's typed arrays (next/prev/ttl/size, ~40
 // bytes per *allowed* entry, allocated once for max_entries) live outside the heap and outside
 // this bound.
-/** Per-entry bytes besides the strings (measured 445 on Node 20 x64, rounded up). */
-export const ENTRY_OVERHEAD = 480;
+/** Per-entry bytes besides the strings (measured 445–500 on Node 20 x64, rounded up). */
+export const ENTRY_OVERHEAD = 512;
 /** Per scope: the array slot, and the scope's share of the joined X-Auth-Scopes value. */
 const PER_SCOPE = 8 + 1;
 
@@ -161,7 +161,7 @@ export function estimateEntryBytes(key: string, p: Principal): number {
   let joined = 0;
   for (const s of p.scopes) {
     n += stringBytes(s) + PER_SCOPE;
-    joined += s.length * 3; // the joined header value, at worst 3 bytes per character
+    joined += ASCII.test(s) ? s.length : s.length * 3; // its share of the joined header value (UTF-8 as Latin-1)
   }
   if (p.scopes.length > 0) n += 16 + joined;
   return n;
