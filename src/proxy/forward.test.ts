@@ -10,7 +10,7 @@ import type { UpstreamConfig } from '../config/schema.js';
 import type { Principal } from '../types.js';
 import { closedPortUrl, startUpstream } from '../../test/helpers/upstream.js';
 import type { Upstream } from '../../test/helpers/upstream.js';
-import { CLIENT_CLOSED_REQUEST, createForwarder } from './forward.js';
+import { CLIENT_CLOSED_REQUEST, createForwarder, DEFAULT_BODY_IDLE_TIMEOUT_MS } from './forward.js';
 import type { ForwardResult } from './forward.js';
 import { buildUpstreamHeaders, stripQueryParams } from './upstream-headers.js';
 
@@ -527,5 +527,31 @@ describe('forward: WebSocket upgrade', () => {
     expect(seen.headers['x-auth-client-type']).toBe('user');
     expect(seen.headers['x-request-id']).toBe('gw-request-id');
     expect(seen.headers['upgrade']).toBe('websocket');
+  });
+});
+
+describe('createForwarder: options', () => {
+  const render = (e: Parameters<typeof renderError>[0]) => renderError(e, { realm: 'test' });
+  const upstreams = (cfg: Partial<UpstreamConfig> = {}): Record<string, UpstreamConfig> => ({
+    default: { url: 'http://127.0.0.1:9', timeout_ms: 1_000, connect_timeout_ms: 500, max_sockets: 4, ...cfg },
+  });
+
+  it.each([0, -1, 1.5, Number.NaN, Number.POSITIVE_INFINITY, 2 ** 31])('refuses bodyIdleTimeoutMs %s once, at build time', (ms) => {
+    expect(() => createForwarder(upstreams(), { render, bodyIdleTimeoutMs: ms })).toThrow(/^bodyIdleTimeoutMs must be an integer from 1 to 2147483647 \(ms\)/);
+  });
+
+  it('refuses a timeout_ms that Node timers cannot hold (it would fire after 1 ms)', () => {
+    expect(() => createForwarder(upstreams({ timeout_ms: 2 ** 31 }), { render })).toThrow(/^upstreams\.default\.timeout_ms must be an integer/);
+  });
+
+  it('refuses max_sockets below 1', () => {
+    expect(() => createForwarder(upstreams({ max_sockets: 0 }), { render })).toThrow(/^upstreams\.default\.max_sockets must be a positive integer/);
+  });
+
+  it('defaults the body idle timeout to listen.body_idle_timeout_ms\'s default', async () => {
+    expect(DEFAULT_BODY_IDLE_TIMEOUT_MS).toBe(30_000);
+    const fwd = createForwarder(upstreams(), { render });
+    await fwd.close();
+    await fwd.close(); // idempotent
   });
 });

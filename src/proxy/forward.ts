@@ -297,6 +297,9 @@ class BodyWatch extends Readable {
     private readonly onClientGone: () => void,
   ) {
     super();
+    // The client may fail the body before undici listens (while waiting in the Gate): never an
+    // unhandled 'error'. undici adds its own listener once it has the request.
+    this.on('error', ignore);
     src.pause(); // before 'data' is listened to, so that the listener does not start the flow
     src.on('data', this.onData);
     src.on('end', this.onEnd);
@@ -465,11 +468,10 @@ class Exchange implements Dispatcher.DispatchHandler {
       this.controller.abort(reason); // undici answers through onResponseError
       return;
     }
-    if (this.stage === 'waiting') {
-      this.p.entry.gate.cancel(this.dispatch);
-      this.body?.destroy();
-    }
+    if (this.stage === 'waiting') this.p.entry.gate.cancel(this.dispatch);
     // 'dispatched': undici still holds it; onRequestStart aborts it before a byte is written.
+    // Either way the rest of the body is dropped, so the client can read our answer.
+    this.body?.destroy();
     this.answer(this.failure);
   }
 

@@ -13,7 +13,8 @@ import fc from 'fast-check';
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer, request } from 'node:http';
 import type { IncomingMessage, Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer as createNetServer } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { renderError } from '../../src/errors.js';
 import type { ErrorCode } from '../../src/errors.js';
 import type { UpstreamConfig } from '../../src/config/schema.js';
@@ -44,6 +45,8 @@ interface Gateway {
   results: ForwardResult[];
   /** Resolves with the n-th result (1-based) once that exchange is over. */
   result(n: number): Promise<ForwardResult>;
+  /** Resolves once the gateway has received its n-th request (1-based) and called forward(). */
+  arrived(n: number): Promise<void>;
   upstreamErrors: ErrorCode[];
 }
 
@@ -62,8 +65,15 @@ async function gateway(upstreamUrl: string, cfg: Partial<UpstreamConfig>, bodyId
   const results: ForwardResult[] = [];
   const waiters: Array<{ n: number; resolve: (r: ForwardResult) => void }> = [];
   let seq = 0;
+  const arrivals: Array<{ n: number; resolve: () => void }> = [];
   const server: Server = createServer((req: IncomingMessage, res) => {
     const id = `req-${++seq}`;
+    queueMicrotask(() => {
+      for (const a of arrivals.filter((w) => w.n <= seq)) {
+        arrivals.splice(arrivals.indexOf(a), 1);
+        a.resolve();
+      }
+    });
     void fwd
       .forward(req, res, {
         upstream: 'default',
@@ -99,6 +109,7 @@ async function gateway(upstreamUrl: string, cfg: Partial<UpstreamConfig>, bodyId
     results,
     upstreamErrors,
     result: (n) => (results[n - 1] ? Promise.resolve(results[n - 1]!) : new Promise((resolve) => waiters.push({ n, resolve }))),
+    arrived: (n) => (seq >= n ? Promise.resolve() : new Promise((resolve) => arrivals.push({ n, resolve }))),
   };
 }
 
@@ -182,7 +193,7 @@ describe('a slow upload holding every upstream connection', () => {
 
     const leaver = openSlowUpload(gw.url, { method: 'GET', path: '/v2/leaver', contentLength: 0 });
     leaver.end();
-    await sleep(100); // the gateway has it waiting for the connection
+    await gw.arrived(2); // the gateway has it waiting for the connection
     leaver.destroy();
     expect(await gw.result(1)).toMatchObject({ status: 499, aborted: true });
 
@@ -193,6 +204,60 @@ describe('a slow upload holding every upstream connection', () => {
     expect(gw.upstreamErrors).toEqual([]);
   });
 
+  it('takes a waiting upload out when its client leaves mid-body, and keeps serving', async () => {
+    const up = await upstream();
+    const gw = await gateway(up.url, { max_sockets: 1, timeout_ms: 5_000 }, 5_000);
+    const slow = upload(gw.url, '/upload', 2);
+    slow.send('a');
+    await up.waitForRequest(1);
+
+    const leaver = upload(gw.url, '/v2/leaver', 1_000);
+    leaver.send('partial body');
+    await gw.arrived(2); // waiting for the connection, its body half sent
+    leaver.destroy();
+    expect(await gw.result(1)).toMatchObject({ status: 499, aborted: true });
+
+    slow.end('b');
+    expect((await slow.response).status).toBe(200);
+    expect((await get(gw.url, '/v2/after')).status).toBe(200);
+    expect(paths(up)).toEqual(['/upload', '/v2/after']);
+  });
+
+  it('answers 504 at timeout_ms while the connection is still being set up, and frees it when undici gives up', async () => {
+    // A TCP listener that never answers a TLS handshake: the request is handed to undici but
+    // never written, for longer than timeout_ms (connect_timeout_ms is longer still).
+    const received: Buffer[] = [];
+    const sockets = new Set<Socket>();
+    let accepted = 0;
+    let firstClosed!: () => void;
+    const gaveUp = new Promise<void>((resolve) => (firstClosed = resolve));
+    const blackhole = createNetServer((s) => {
+      accepted++;
+      sockets.add(s);
+      s.on('close', () => firstClosed());
+      s.on('data', (c: Buffer) => received.push(c));
+      s.on('error', () => {});
+    });
+    await new Promise<void>((resolve) => blackhole.listen(0, '127.0.0.1', resolve));
+    cleanups.push(async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((resolve) => blackhole.close(() => resolve()));
+    });
+    const url = `https://127.0.0.1:${(blackhole.address() as AddressInfo).port}`;
+    const gw = await gateway(url, { max_sockets: 1, timeout_ms: 200, connect_timeout_ms: 700 }, 5_000);
+
+    const first = await get(gw.url, '/v2/one');
+    expect(first.status).toBe(504);
+    expect(json(first)).toEqual(envelope(504, 'upstream_timeout', 'Gateway Timeout'));
+    // undici gives up on the handshake later (it closes the socket); the slot comes back.
+    await gaveUp;
+    const second = await get(gw.url, '/v2/two');
+    expect(second.status).toBe(504);
+    expect(gw.results.map((r) => r.status)).toEqual([504, 504]);
+    expect(accepted).toBe(2); // the second one got the slot back and tried its own connection
+    expect(Buffer.concat(received).includes('/v2/')).toBe(false); // no request line was ever sent
+  });
+
   it('lets a request waiting for a connection finish when the forwarder is closed meanwhile', async () => {
     const up = await upstream();
     const gw = await gateway(up.url, { max_sockets: 1, timeout_ms: 5_000 }, 5_000);
@@ -200,7 +265,7 @@ describe('a slow upload holding every upstream connection', () => {
     slow.send('a');
     await up.waitForRequest(1);
     const waiting = get(gw.url, '/v2/waiting');
-    await sleep(50);
+    await gw.arrived(2);
     const closed = gw.fwd.close();
     slow.end('b');
     expect((await slow.response).status).toBe(200);
@@ -267,22 +332,22 @@ describe('a pause inside a request body', () => {
 
   it('(c) does not cut a body that keeps trickling: the idle timeout is per pause, and upload time is not the upstream timeout', async () => {
     const up = await upstream();
-    // Every pause (60 ms) is well under the idle timeout; the whole upload (~1.5 s) is well over
+    // Every pause (60 ms) is well under the idle timeout; the whole upload (~1.8 s) is well over
     // it and over timeout_ms too.
-    const gw = await gateway(up.url, { max_sockets: 1, timeout_ms: 400 }, 400);
-    const slow = upload(gw.url, '/upload', 25);
-    const sent = await slow.trickle(25, 60);
-    expect(sent).toBe(25);
+    const gw = await gateway(up.url, { max_sockets: 1, timeout_ms: 400 }, 1_000);
+    const slow = upload(gw.url, '/upload', 30);
+    const sent = await slow.trickle(30, 60);
+    expect(sent).toBe(30);
     const reply = await slow.response;
     expect(reply.status).toBe(200);
-    expect(up.requests[0]!.body.toString()).toBe(trickled(0, 25));
+    expect(up.requests[0]!.body.toString()).toBe(trickled(0, 30));
     expect(up.requests[0]!.bodyComplete).toBe(true);
     expect(gw.upstreamErrors).toEqual([]);
   });
 
   it('(c) delivers a body split at arbitrary points with arbitrary short pauses intact', async () => {
     const up = await upstream();
-    const gw = await gateway(up.url, { max_sockets: 2, timeout_ms: 2_000 }, 400);
+    const gw = await gateway(up.url, { max_sockets: 2, timeout_ms: 2_000 }, 1_000);
     let n = 0;
     await fc.assert(
       fc.asyncProperty(
@@ -310,8 +375,56 @@ describe('a pause inside a request body', () => {
   });
 });
 
+describe('the upstream clock around a request body', () => {
+  it('runs again once the body is complete: an upload longer than timeout_ms still gets its 504 when the upstream never answers', async () => {
+    const up = await upstream({ routes: { '/upload': { kind: 'hang' } } });
+    const gw = await gateway(up.url, { max_sockets: 1, timeout_ms: 300 }, 2_000);
+    const slow = upload(gw.url, '/upload', 12);
+    expect(await slow.trickle(12, 60)).toBe(12); // ~700 ms of upload, not cut
+    const reply = await slow.response;
+    expect(reply.status).toBe(504);
+    expect(json(reply)).toEqual(envelope(504, 'upstream_timeout', 'Gateway Timeout'));
+    expect(up.requests[0]!.bodyComplete).toBe(true);
+    expect(up.requests[0]!.body.toString()).toBe(trickled(0, 12));
+    await up.requests[0]!.done;
+    expect(up.requests[0]!.clientClosed).toBe(true); // the upstream request was aborted
+  });
+
+  it('answers 504 when the upstream stops reading the body for timeout_ms', async () => {
+    const up = await upstream({ routes: { '/sink': { kind: 'handler', fn: (req) => req.pause() } } });
+    const gw = await gateway(up.url, { max_sockets: 1, timeout_ms: 300 }, 60_000);
+    const TOTAL = 32 * 1024 * 1024;
+    const reply = await new Promise<{ status: number; body: string }>((resolve) => {
+      const req = request(`${gw.url}/sink`, { method: 'PUT', headers: { 'content-length': TOTAL }, agent: false }, (res) => {
+        let body = '';
+        res.on('data', (c: Buffer) => (body += c.toString()));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      });
+      req.on('error', () => {}); // the gateway closes while the upload is still blocked
+      req.end(randomBytes(TOTAL));
+    });
+    expect(reply.status).toBe(504);
+    expect(JSON.parse(reply.body)).toEqual(envelope(504, 'upstream_timeout', 'Gateway Timeout'));
+    expect(gw.upstreamErrors).toEqual(['upstream_timeout']);
+  });
+});
+
 describe('our own backpressure is not the client being idle', () => {
   const MiB = 1024 * 1024;
+
+  it('does not count the wait for a connection as the client being idle', async () => {
+    // The only connection is busy for longer than the idle timeout; the waiting POST's body is
+    // complete and waits on the gateway, not the other way round.
+    const up = await upstream({ routes: { '/busy': { kind: 'slow', delayMs: 800, body: 'done' } } });
+    const gw = await gateway(up.url, { max_sockets: 1, timeout_ms: 5_000 }, 200);
+    const busy = get(gw.url, '/busy');
+    await up.waitForRequest(1);
+    const waiting = upload(gw.url, '/upload', 5);
+    waiting.end('hello');
+    expect((await busy).status).toBe(200);
+    expect((await waiting.response).status).toBe(200);
+    expect(up.requests[1]!.body.toString()).toBe('hello');
+  });
 
   it('(d) a paused download holding the upload back is not an idle upload', async () => {
     // The upstream streams the body straight back: while the client does not read the response,
