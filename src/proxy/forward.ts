@@ -430,10 +430,13 @@ class Exchange implements Dispatcher.DispatchHandler {
 
   // --- our clocks and the client ---
 
-  /** The client's response closed: unless it was finished (or failed by us), the client left. */
+  /**
+   * The client's response closed: unless it was finished (or answered by us), the client left.
+   * Also when the response errored: a relay paused for a 'drain' that never comes would
+   * otherwise hold the upstream connection for good.
+   */
   private readonly onClientClose = (): void => {
-    const res = this.p.res;
-    if (this.answered || res.writableFinished || res.errored) return;
+    if (this.answered || this.p.res.writableFinished) return;
     this.clientGone = true;
     this.stop(CLIENT_GONE);
   };

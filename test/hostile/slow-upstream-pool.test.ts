@@ -467,6 +467,42 @@ describe('our own backpressure is not the client being idle', () => {
     expect(await gw.result(1)).toEqual({ status: 200, upstreamMs: expect.any(Number) });
   });
 
+  it('frees the connection when a client that stopped reading its download hangs up', async () => {
+    const chunk = randomBytes(64 * 1024);
+    const up = await upstream({
+      routes: {
+        '/big': {
+          kind: 'handler',
+          fn: (_req, res) => {
+            res.writeHead(200, { 'content-type': 'application/octet-stream' });
+            const pump = (): void => {
+              while (!res.destroyed) if (!res.write(chunk)) return void res.once('drain', pump);
+            };
+            pump();
+          },
+        },
+      },
+    });
+    const gw = await gateway(up.url, { max_sockets: 1, timeout_ms: 5_000 }, 5_000);
+    await new Promise<void>((resolve) => {
+      const req = request(`${gw.url}/big`, { agent: false }, (res) => {
+        res.once('data', () => {
+          res.pause(); // the gateway pauses the upstream while our socket is full...
+          setTimeout(() => {
+            req.destroy(); // ...and then we are gone
+            resolve();
+          }, 300);
+        });
+      });
+      req.on('error', () => {});
+      req.end();
+    });
+    await up.requests[0]!.done;
+    expect(up.requests[0]!.clientClosed).toBe(true);
+    expect(await gw.result(1)).toMatchObject({ status: 200, aborted: true });
+    expect((await get(gw.url, '/v2/next')).status).toBe(200);
+  });
+
   it('(d) an upstream that stops reading the body is not the client being idle', async () => {
     let received = 0;
     const up = await upstream({
