@@ -126,13 +126,12 @@ function foldsTo(candidate: string, folded: string): boolean {
   } else {
     forms.push(s.toLowerCase());
   }
+  // Folding keeps lengths, so only a candidate of the folded name's length can equal it.
+  const n = folded.length;
   for (const f of forms) {
-    if (mapSeparators(f) === folded) return true;
-    // PHP reads `name[...]` as the array `name`: any prefix before a `[` with a `]` after it.
-    const close = f.lastIndexOf(']');
-    for (let open = f.indexOf('['); open !== -1 && open < close; open = f.indexOf('[', open + 1)) {
-      if (mapSeparators(f.slice(0, open)) === folded) return true;
-    }
+    if (f.length === n && mapSeparators(f) === folded) return true;
+    // PHP reads `name[...]` as the array `name`: the prefix before a `[` that a `]` follows.
+    if (f.length > n && f[n] === '[' && f.indexOf(']', n + 1) !== -1 && mapSeparators(f.slice(0, n)) === folded) return true;
   }
   return false;
 }
@@ -158,56 +157,80 @@ function nameFolds(rawName: string, t: Target): boolean {
 }
 
 const utf8 = new TextDecoder('utf-8');
-const utf8Encoder = new TextEncoder();
-const HEX = /^[0-9A-Fa-f]+$/;
+
+/** Value of a hex digit's char code, or -1. */
+function hexValue(c: number): number {
+  if (c >= 0x30 && c <= 0x39) return c - 0x30;
+  const l = c | 0x20;
+  return l >= 0x61 && l <= 0x66 ? l - 0x61 + 10 : -1;
+}
 
 /**
  * Lenient form-decoding, as the most forgiving parsers do it: `+` is a space, every valid `%XX`
  * is a byte and every `%uXXXX` a UTF-16 unit (IIS), malformed escapes stay as written, and bytes
  * that are not UTF-8 become U+FFFD — so one bad escape never hides the good ones around it.
- * For comparing and for log redaction only: never forwarded, never a token.
+ * For comparing and for log redaction only: never forwarded, never a token. Linear, one pass.
  *
  * @example looseDecode('auth%5Ftoken%00%E0') // 'auth_token\u0000\uFFFD'
  */
 export function looseDecode(raw: string): string {
-  const s = raw.indexOf('+') === -1 ? raw : raw.replace(/\+/g, ' ');
-  if (s.indexOf('%') === -1) return s;
-  const bytes: number[] = [];
+  if (raw.indexOf('%') === -1) return raw.indexOf('+') === -1 ? raw : raw.replace(/\+/g, ' ');
+  // Every UTF-16 unit becomes at most 3 UTF-8 bytes; an escape (3 or 6 units) at most 3.
+  const bytes = new Uint8Array(raw.length * 3);
+  let n = 0;
   let out = '';
-  const flush = (): void => {
-    if (bytes.length === 0) return;
-    out += utf8.decode(new Uint8Array(bytes));
-    bytes.length = 0;
-  };
-  for (let i = 0; i < s.length; ) {
-    const c = s.charCodeAt(i);
+  for (let i = 0; i < raw.length; i++) {
+    let c = raw.charCodeAt(i);
     if (c === 0x25 /* % */) {
-      const two = s.slice(i + 1, i + 3);
-      if (two.length === 2 && HEX.test(two)) {
-        bytes.push(parseInt(two, 16));
-        i += 3;
+      const h = i + 2 < raw.length ? hexValue(raw.charCodeAt(i + 1)) : -1;
+      const l = h === -1 ? -1 : hexValue(raw.charCodeAt(i + 2));
+      if (l !== -1) {
+        bytes[n++] = (h << 4) | l;
+        i += 2;
         continue;
       }
-      const u = s.slice(i + 2, i + 6);
-      if ((s[i + 1] === 'u' || s[i + 1] === 'U') && u.length === 4 && HEX.test(u)) {
-        flush();
-        out += String.fromCharCode(parseInt(u, 16));
-        i += 6;
-        continue;
+      if (i + 5 < raw.length && (raw.charCodeAt(i + 1) | 0x20) === 0x75 /* u */) {
+        const a = hexValue(raw.charCodeAt(i + 2));
+        const b = hexValue(raw.charCodeAt(i + 3));
+        const d = hexValue(raw.charCodeAt(i + 4));
+        const e = hexValue(raw.charCodeAt(i + 5));
+        if ((a | b | d | e) >= 0) {
+          const unit = (a << 12) | (b << 8) | (d << 4) | e;
+          i += 5;
+          if (unit < 0x80) bytes[n++] = unit;
+          else {
+            // Rare: let the string join surrogate halves that arrive as two escapes.
+            out += utf8.decode(bytes.subarray(0, n)) + String.fromCharCode(unit);
+            n = 0;
+          }
+          continue;
+        }
       }
     }
-    if (c < 0x80) {
-      bytes.push(c);
+    if (c === 0x2b /* + */) c = 0x20;
+    if (c < 0x80) bytes[n++] = c;
+    else if (c < 0x800) {
+      bytes[n++] = 0xc0 | (c >> 6);
+      bytes[n++] = 0x80 | (c & 0x3f);
+    } else if (c >= 0xd800 && c <= 0xdbff && i + 1 < raw.length && (raw.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
+      const cp = 0x10000 + ((c - 0xd800) << 10) + (raw.charCodeAt(i + 1) - 0xdc00);
+      bytes[n++] = 0xf0 | (cp >> 18);
+      bytes[n++] = 0x80 | ((cp >> 12) & 0x3f);
+      bytes[n++] = 0x80 | ((cp >> 6) & 0x3f);
+      bytes[n++] = 0x80 | (cp & 0x3f);
       i++;
-      continue;
+    } else if (c >= 0xd800 && c <= 0xdfff) {
+      // A lone surrogate: U+FFFD, as TextEncoder writes it.
+      bytes[n++] = 0xef;
+      bytes[n++] = 0xbf;
+      bytes[n++] = 0xbd;
+    } else {
+      bytes[n++] = 0xe0 | (c >> 12);
+      bytes[n++] = 0x80 | ((c >> 6) & 0x3f);
+      bytes[n++] = 0x80 | (c & 0x3f);
     }
-    const cp = s.codePointAt(i)!;
-    const ch = String.fromCodePoint(cp);
-    for (const b of utf8Encoder.encode(ch)) bytes.push(b);
-    i += ch.length;
   }
-  flush();
-  return out;
+  return out + utf8.decode(bytes.subarray(0, n));
 }
 
 /**
@@ -223,7 +246,7 @@ interface Verdict {
 function classify(piece: string, t: Target): Verdict {
   const eq = piece.indexOf('=');
   const rawName = eq === -1 ? piece : piece.slice(0, eq);
-  const exact = formDecode(rawName) === t.name;
+  const exact = isExact(rawName, t);
   const name = !exact && nameFolds(rawName, t);
   const segment = !name && eq !== -1 && piece.indexOf(';', eq) !== -1 && segmentHit(piece.slice(eq + 1), t);
   return { exact, name, segment };
@@ -239,7 +262,17 @@ function segmentHit(rawValue: string, t: Target): boolean {
 function segmentNames(seg: string, t: Target): boolean {
   const eq = seg.indexOf('=');
   const name = eq === -1 ? seg : seg.slice(0, eq);
-  return formDecode(name) === t.name || nameFolds(name, t);
+  return isExact(name, t) || nameFolds(name, t);
+}
+
+/**
+ * True when `rawName` form-decodes to exactly the target's name. Decoding never lengthens text and
+ * a UTF-16 unit takes at most 9 raw characters (`%E2%82%AC` is one), so other lengths skip the
+ * decoding (and the exception a long malformed name would cost).
+ */
+function isExact(rawName: string, t: Target): boolean {
+  if (rawName.length < t.name.length || rawName.length > t.name.length * 9) return false;
+  return formDecode(rawName) === t.name;
 }
 
 function couldHold(rawQuery: string, t: Target): boolean {
@@ -253,7 +286,7 @@ function couldHold(rawQuery: string, t: Target): boolean {
  */
 export function isLookAlike(rawName: string, param: string): boolean {
   const t = target(param);
-  return formDecode(rawName) !== param && nameFolds(rawName, t);
+  return !isExact(rawName, t) && nameFolds(rawName, t);
 }
 
 // ── the token parameter ────────────────────────────────────────────────────────────────────

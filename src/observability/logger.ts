@@ -141,42 +141,54 @@ export function redactQuery(pathAndQuery: string, params: readonly string[]): st
 
 // ── JWS-shaped text ────────────────────────────────────────────────────────────────────────
 
-/** Maximal runs of base64url characters, padding and dots holding a dot: where a JWS can hide. */
-const DOTTED_RUN = /[A-Za-z0-9_=.-]*\.[A-Za-z0-9_=.-]*/g;
+/**
+ * Maximal runs of base64url characters, padding and dots: where a JWS can hide. A plain `+` run
+ * (no lookahead for the dot) so that matching stays linear on attacker-sized text.
+ */
+const RUN = /[A-Za-z0-9_=.-]+/g;
 const B64URL = /^[A-Za-z0-9_-]*$/;
-const B64_VALUE: Readonly<Record<string, number>> = Object.fromEntries(
-  [...'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'].map((c, i) => [c, i]),
-);
+/** base64url alphabet: char code → 6-bit value, -1 for anything else. */
+const B64_VALUE: Int8Array = (() => {
+  const t = new Int8Array(128).fill(-1);
+  [...'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'].forEach((c, i) => (t[c.charCodeAt(0)] = i));
+  return t;
+})();
 /** Rounds of percent-decoding a logged text goes through before it is called clean. */
 const DECODE_ROUNDS = 3;
+/** How many base64url characters of a candidate header are read: whitespace, `{`, whitespace, `"`. */
+const HEADER_WINDOW = 48;
 
-/** The bytes of (at most 48) base64url characters of `part` from `from` on. */
-function b64Bytes(part: string, from: number): number[] {
-  const out: number[] = [];
+const isJsonSpace = (b: number): boolean => b === 0x20 || b === 0x09 || b === 0x0a || b === 0x0d;
+
+/**
+ * True when base64url `part`, read from `from`, decodes to `ws* { ws* "`: how every JOSE header
+ * starts. Decodes byte by byte and stops at the first byte that decides, so scanning every offset
+ * of a long part stays cheap.
+ */
+function joseHeaderAt(part: string, from: number): boolean {
   let acc = 0;
   let bits = 0;
-  for (let i = from; i < part.length && i < from + 48; i++) {
-    acc = ((acc << 6) | (B64_VALUE[part[i]!] ?? 0)) & 0xffffff;
+  let state = 0; // 0: before `{`, 1: after `{`
+  const end = Math.min(part.length, from + HEADER_WINDOW);
+  for (let i = from; i < end; i++) {
+    const c = part.charCodeAt(i);
+    const v = c < 128 ? B64_VALUE[c]! : -1;
+    if (v < 0) return false;
+    acc = ((acc << 6) | v) & 0xfff;
     bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out.push((acc >> bits) & 0xff);
+    if (bits < 8) continue;
+    bits -= 8;
+    const b = (acc >> bits) & 0xff;
+    if (isJsonSpace(b)) continue;
+    if (state === 0) {
+      if (b !== 0x7b) return false;
+      state = 1;
+      continue;
     }
+    return b === 0x22;
   }
-  return out;
-}
-
-const isJsonSpace = (b: number | undefined): boolean => b === 0x20 || b === 0x09 || b === 0x0a || b === 0x0d;
-
-/** True when base64url `part`, read from `from`, decodes to `ws* { ws* "`: how every JOSE header starts. */
-function joseHeaderAt(part: string, from: number): boolean {
-  const bytes = b64Bytes(part, from);
-  let i = 0;
-  while (isJsonSpace(bytes[i])) i++;
-  if (bytes[i] !== 0x7b) return false;
-  i++;
-  while (isJsonSpace(bytes[i])) i++;
-  return i >= bytes.length || bytes[i] === 0x22;
+  // The part ended right after `{` (and whitespace): as far as it goes, a JOSE header.
+  return state === 1 && end === part.length;
 }
 
 /**
@@ -196,9 +208,9 @@ function joseHeaderIn(part: string): boolean {
  * part, or the edge of the run (`x=<header>`, `<signature>=junk`), never inside a payload.
  */
 function jwsAt(h: string, p: string, s: string): boolean {
-  const stripped = h.replace(/=+$/, '');
+  const stripped = trimPadding(h, h.length);
   const header = stripped.slice(stripped.lastIndexOf('=') + 1);
-  const payload = p.replace(/={1,2}$/, '');
+  const payload = trimPadding(p, 2);
   const eq = s.indexOf('=');
   const signature = eq === -1 ? s : s.slice(0, eq);
   if (!B64URL.test(payload)) return false;
@@ -206,8 +218,16 @@ function jwsAt(h: string, p: string, s: string): boolean {
   return header.length >= 16 && payload.length >= 16 && signature.length >= 22;
 }
 
-/** True when a dotted run holds three consecutive parts that make a JWS. */
+/** `part` without up to `max` trailing `=` (a loop: a regex like /=+$/ is quadratic on `===…x`). */
+function trimPadding(part: string, max: number): string {
+  let end = part.length;
+  while (end > 0 && part.length - end < max && part.charCodeAt(end - 1) === 0x3d) end--;
+  return end === part.length ? part : part.slice(0, end);
+}
+
+/** True when a run holds three consecutive dot-separated parts that make a JWS. */
 function jwsRun(run: string): boolean {
+  if (run.indexOf('.') === -1) return false;
   const parts = run.split('.');
   for (let i = 0; i + 2 < parts.length; i++) if (jwsAt(parts[i]!, parts[i + 1]!, parts[i + 2]!)) return true;
   return false;
@@ -215,7 +235,7 @@ function jwsRun(run: string): boolean {
 
 function jwsRunIn(text: string): boolean {
   if (text.indexOf('.') === -1) return false;
-  for (const run of text.match(DOTTED_RUN) ?? []) if (jwsRun(run)) return true;
+  for (const run of text.match(RUN) ?? []) if (jwsRun(run)) return true;
   return false;
 }
 
@@ -247,7 +267,7 @@ export function holdsJws(text: string): boolean {
  */
 export function redactText(text: string): string {
   if (!mayHoldJws(text) || !holdsJws(text)) return text;
-  const replaced = text.replace(DOTTED_RUN, (run) => (jwsRun(run) ? REDACTED : run));
+  const replaced = text.replace(RUN, (run) => (jwsRun(run) ? REDACTED : run));
   return holdsJws(replaced) ? REDACTED : replaced;
 }
 
