@@ -161,7 +161,7 @@ describe('look-alikes of the token parameter (SPEC §1.3)', () => {
   });
 
   // Public routes skip token extraction (SPEC §1.2), so nothing refuses there: the look-alikes
-  // must still never be forwarded (SPEC §1.3, §5). Needs the decision core to call stripParams.
+  // must still never be forwarded (SPEC §1.3, §5) — core/decide.ts strips them with stripParams.
   it('strips look-alikes from what a public route forwards', async () => {
     const r = await send(`/v2/capabilities?a=1&AUTH_TOKEN=${forged}&auth.token=x&b=2;auth_token=y&auth_token[]=z&AUTH_TEST=true`);
     expect(r.status).toBe(200);
@@ -189,7 +189,7 @@ describe('strict auth_test (SPEC §1.6)', () => {
     expect(r.reached.map((q) => q.url)).toEqual(['/v2/room/42']);
   });
 
-  // Needs the decision core to call authTestMode (it still calls isAuthTest, which forwards these).
+  // core/decide.ts asks authTestMode (the old isAuthTest forwarded every one of these).
   it.each([
     'auth_test',
     'auth_test=',
