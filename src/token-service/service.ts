@@ -82,6 +82,9 @@ export interface ServiceOutcome {
   clientId?: string | undefined;
 }
 
+/** Every path the service answers (for `scopegate check`'s shadowed-route warning). */
+export const SERVICE_PATHS: readonly string[] = [TOKEN_PATHS.hipchat, TOKEN_PATHS.livedigital, TOKEN_PATHS.standard, JWKS_PATH, METADATA_PATH];
+
 const outcomes = new WeakMap<Response, ServiceOutcome>();
 
 /** The outcome of a Response produced by `TokenService.handle`, else undefined. */
