@@ -22,6 +22,8 @@ import { createForwarder } from '../../src/proxy/forward.js';
 import type { ForwardResult, Forwarder } from '../../src/proxy/forward.js';
 import { buildUpstreamHeaders } from '../../src/proxy/upstream-headers.js';
 import { startUpstream } from '../helpers/upstream.js';
+import { baseConfig, startTestGateway, TEST_SECRET } from '../helpers/gateway.js';
+import { hsToken } from '../helpers/tokens.js';
 import type { Upstream, UpstreamOptions } from '../helpers/upstream.js';
 import { openSlowUpload } from '../helpers/slow-client.js';
 import type { SlowReply, SlowUpload } from '../helpers/slow-client.js';
@@ -119,8 +121,8 @@ function upload(url: string, path: string, contentLength: number): SlowUpload {
   return u;
 }
 
-function get(url: string, path: string): Promise<SlowReply> {
-  const u = openSlowUpload(url, { method: 'GET', path, contentLength: 0 });
+function get(url: string, path: string, headers: Record<string, string> = {}): Promise<SlowReply> {
+  const u = openSlowUpload(url, { method: 'GET', path, contentLength: 0, headers });
   cleanups.push(() => u.destroy());
   u.end();
   return u.response;
@@ -535,5 +537,47 @@ describe('our own backpressure is not the client being idle', () => {
     expect(reply.status).toBe(200);
     expect(JSON.parse(reply.body)).toEqual({ received: TOTAL });
     expect(gw.upstreamErrors).toEqual([]);
+  });
+});
+
+describe('through the whole gateway', () => {
+  const mint = (sub: string, scope: string) => {
+    const iat = Math.floor(Date.now() / 1000);
+    return hsToken(TEST_SECRET, { iss: 'scopegate-test', aud: 'api', sub, iat, exp: iat + 3_600, client_type: 'user', scope, jti: `${sub}-${iat}` });
+  };
+
+  it('answers another user 504 within timeout_ms while four trickling uploads hold max_sockets 4, and never sends that request later', async () => {
+    const up = await upstream();
+    const yaml = baseConfig({ upstream: up.url }).replace(
+      /^ {2}default: \{ url: .*\}$/m,
+      `  default: { url: ${up.url}, timeout_ms: 300, connect_timeout_ms: 500, max_sockets: 4 }`,
+    );
+    const gw = await startTestGateway(yaml, { admin: false });
+    cleanups.push(() => gw.close());
+    const uploader = await mint('mallory', 'send_notification');
+    const uploads = [1, 2, 3, 4].map((i) => {
+      const u = openSlowUpload(gw.url, {
+        path: `/v2/room/${i}/notification`,
+        contentLength: 1_000,
+        headers: { authorization: `Bearer ${uploader}`, 'content-type': 'application/json' },
+      });
+      cleanups.push(() => u.destroy());
+      u.send('{');
+      return u;
+    });
+    const held = await Promise.all([1, 2, 3, 4].map((n) => up.waitForRequest(n)));
+    const trickling = uploads.map((u) => u.trickle(1_000, 50));
+
+    const reply = await get(gw.url, '/v2/room/7', { authorization: `Bearer ${await mint('alice', 'view_room')}` });
+    expect(reply.status).toBe(504);
+    expect(json(reply)).toEqual(envelope(504, 'upstream_timeout', 'Gateway Timeout'));
+    expect(held.every((r) => !r.bodyComplete)).toBe(true);
+
+    for (const u of uploads) u.destroy();
+    await Promise.all(trickling);
+    await Promise.all(held.map((r) => r.done));
+    const after = await get(gw.url, '/v2/room/8', { authorization: `Bearer ${await mint('bob', 'view_room')}` });
+    expect(after.status).toBe(200);
+    expect(paths(up).sort()).toEqual(['/v2/room/1/notification', '/v2/room/2/notification', '/v2/room/3/notification', '/v2/room/4/notification', '/v2/room/8']);
   });
 });
