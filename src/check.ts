@@ -25,7 +25,7 @@
  *     ],
  *     "routes": [{
  *       "id": "send-room-notification", "index": 1, "line": 70,
- *       "methods": ["POST"],            // null = every method; GET implies HEAD
+ *       "methods": ["POST"],            // null = every method but TRACE and CONNECT; GET implies HEAD
  *       "path": "/v2/room/{room_id_or_name}/notification",
  *       "public": false,
  *       "scopes": { "mode": "any", "list": ["send_notification"] },   // mode: any | all | none | public
@@ -51,7 +51,7 @@ import { resolve } from 'node:path';
 import { allowedClientTypes } from './authz/authorize.js';
 import { parseConfigText } from './config/load.js';
 import type { GatewayConfig, WindowConfig } from './config/schema.js';
-import { analyzeRoutes, type RouteFinding } from './routing/analyze-routes.js';
+import { analyzeRoutes, methodsLabel, type RouteFinding } from './routing/analyze-routes.js';
 import { compileRoute } from './routing/compile-routes.js';
 import type { CompiledRoute } from './types.js';
 
@@ -211,7 +211,7 @@ function cells(r: CheckRoute): string[] {
   const scopes = { public: 'public', none: '(any valid token)', any: `any of ${r.scopes.list.join(' ')}`, all: `all of ${r.scopes.list.join(' ')}` }[r.scopes.mode];
   return [
     r.id,
-    r.methods ? r.methods.join(',') : '*',
+    methodsLabel(r.methods),
     r.path,
     scopes,
     r.client_types.join(',') || '-',

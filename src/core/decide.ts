@@ -16,13 +16,13 @@
  */
 import { extractToken, type ExtractOptions } from '../auth/extract-token.js';
 import type { TokenVerifier } from '../auth/verify-token.js';
-import { authorize, isAuthTest } from '../authz/authorize.js';
+import { authorize } from '../authz/authorize.js';
 import type { LoadedConfig } from '../config/load.js';
 import { GatewayError, renderError, type RenderOptions, type RenderedError } from '../errors.js';
-import { stripQueryParams } from '../proxy/upstream-headers.js';
+import { authTestMode, stripParams } from '../http/raw-query.js';
 import type { LimitDecision, RateLimiter } from '../ratelimit/policy.js';
 import { matchRoute } from '../routing/match-route.js';
-import { checkPathSafety } from '../routing/path-safety.js';
+import { checkTarget } from '../routing/path-safety.js';
 import type { Clock, CompiledRoute, MatchResult, Principal } from '../types.js';
 
 export const AUTH_TEST_BODY = JSON.stringify({
@@ -133,7 +133,7 @@ export function createDecider(loaded: LoadedConfig, deps: DeciderDeps): Decider 
     queryParam: config.tokens.query_param,
     maxTokenBytes: config.tokens.max_token_bytes,
   };
-  const stripNames: ReadonlySet<string> = new Set([config.tokens.query_param, 'auth_test']);
+  const stripNames: readonly string[] = [config.tokens.query_param, 'auth_test'];
   const fallbackRoute: CompiledRoute | null =
     config.fallback === 'authenticated'
       ? { id: FALLBACK_ROUTE_ID, config: { path: '/*', public: false }, methods: null, params: [], upstream: 'default', index: -1 }
@@ -151,11 +151,10 @@ export function createDecider(loaded: LoadedConfig, deps: DeciderDeps): Decider 
   function decide(facts: RequestFacts, trace?: Tracer): Decision | Promise<Decision> {
     // ── 1: the request target and Host ──
     const target = facts.target;
-    const unsafeTarget = target.startsWith('/') ? null : 'request target must be an absolute path';
     const q = target.indexOf('?');
     const rawPath = q === -1 ? target : target.slice(0, q);
     const rawQuery = q === -1 ? '' : target.slice(q + 1);
-    const unsafe = unsafeTarget ?? checkPathSafety(rawPath) ?? hostProblem(facts);
+    const unsafe = checkTarget(target) ?? hostProblem(facts);
     if (unsafe) {
       const error = new GatewayError('bad_request', { why: unsafe });
       trace?.({ step: 'path_safety', ok: false, error });
@@ -178,7 +177,7 @@ export function createDecider(loaded: LoadedConfig, deps: DeciderDeps): Decider 
       return deny(error);
     }
     trace?.({ step: 'route', ok: true, match: m, fallback: route === fallbackRoute });
-    const query = rawQuery === '' ? '' : stripQueryParams(rawQuery, stripNames);
+    const query = rawQuery === '' ? '' : stripParams(rawQuery, stripNames);
     const pathAndQuery = query ? `${rawPath}?${query}` : rawPath;
     if (route.config.public) {
       return { kind: 'forward', outcome: 'public', route, upstream: route.upstream, pathAndQuery, token: undefined, principal: undefined, limitKey: undefined, responseHeaders: NO_HEADERS };
@@ -215,7 +214,7 @@ export function createDecider(loaded: LoadedConfig, deps: DeciderDeps): Decider 
       // ── 6: auth_test: answered here, reading the budget without spending it ──
       let probe: boolean;
       try {
-        probe = isAuthTest(rawQuery);
+        probe = authTestMode(rawQuery) === 'probe';
       } catch (e) {
         const error = asGatewayError(e);
         trace?.({ step: 'auth_test', ok: false, error });

@@ -161,6 +161,15 @@ export async function startNodeGateway(opts: StartOptions): Promise<RunningGatew
       arriving = undefined;
     }
   };
+  const refuseUnframed = (r: http.IncomingMessage, res: http.ServerResponse, why: string): void => {
+    const refused = refuseEarly(new GatewayError('bad_request', { why }), {
+      requestId: requestIdOf(r.headers['x-request-id']),
+      method: r.method,
+      url: r.url,
+      clientIp: r.socket?.remoteAddress,
+    });
+    res.writeHead(refused.status, { ...refused.headers, connection: 'close' }).end(refused.body);
+  };
   const lc = cfg0.listen;
   const server = http.createServer(
     {
@@ -185,15 +194,14 @@ export async function startNodeGateway(opts: StartOptions): Promise<RunningGatew
   server.maxConnections = lc.max_connections;
   server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
     if (isWebSocketUpgrade(req)) return reloader.current().gateway.handleUpgrade(req, socket, head);
-    handleAsPlainRequest(req, socket, head, listener, (r, res, why) => {
-      const refused = refuseEarly(new GatewayError('bad_request', { why }), {
-        requestId: requestIdOf(r.headers['x-request-id']),
-        method: r.method,
-        url: r.url,
-        clientIp: r.socket?.remoteAddress,
-      });
-      res.writeHead(refused.status, { ...refused.headers, connection: 'close' }).end(refused.body);
-    });
+    handleAsPlainRequest(req, socket, head, listener, refuseUnframed);
+  });
+  // CONNECT never reaches 'request': Node hands it to 'connect' with the parser detached, and with
+  // no listener closes the socket unanswered. It is decided like any request (405 unless a route
+  // lists it; an authority-form target is 400); scopegate does not open tunnels, so an allowed
+  // CONNECT gets the upstream's answer to an ordinary request, or 502.
+  server.on('connect', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+    handleAsPlainRequest(req, socket, head, listener, refuseUnframed);
   });
   // Expect: 100-continue is answered only once the request is allowed (app.ts); a refusal goes out
   // at once and the body is never read.
