@@ -35,7 +35,19 @@ import type { AuthObserver } from './verify-token.js';
 /** A key jose's `jwtVerify` accepts. */
 export type VerifyKey = Uint8Array | KeyObject | CryptoKey;
 
-export type KeySourceKind = 'secrets' | 'public_key_file' | 'private_key_file' | 'jwks_file' | 'jwks_url';
+export type KeySourceKind = 'secrets' | 'public_key_file' | 'private_key_file' | 'jwks_file' | 'jwks_url' | 'token_store';
+
+/**
+ * The token service's own keys (SPEC §9): an issuer with no key source of its own verifies with
+ * the public keys the token store publishes (the same set /.well-known/jwks.json serves).
+ */
+export interface StoreKeySource {
+  /** The issuer (a tokens.issuers name) these keys belong to: token_service.issuer. */
+  issuer: string;
+  publicJwks(): Promise<JSONWebKeySet>;
+  /** Forgets a cached key list, so a key rotated in on another replica is seen at once. */
+  invalidate(): void;
+}
 
 export interface IssuerKeys {
   readonly issuerName: string;
@@ -54,6 +66,8 @@ export interface LoadKeysOptions {
   /** Directory relative key file paths resolve against (the config file's directory). */
   baseDir?: string | undefined;
   observer?: AuthObserver | undefined;
+  /** Keys of the token service's issuer, read from its store. */
+  storeKeys?: StoreKeySource | undefined;
 }
 
 /**
@@ -77,7 +91,8 @@ export async function loadIssuerKeys(issuer: IssuerConfig, index: number, opts: 
     const priv = parsePrivateKey(text, path('private_key_file'));
     return singleKey(issuer, 'private_key_file', createPublicKey(priv.key), path('private_key_file'));
   }
-  // The schema guarantees one source; reaching here is a programming error.
+  if (opts.storeKeys && opts.storeKeys.issuer === issuer.name) return tokenStoreKeys(issuer, opts.storeKeys);
+  // The schema guarantees one source (or the token service's store); reaching here is a programming error.
   throw new TypeError(`issuer "${issuer.name}" has no key source`);
 }
 
@@ -278,6 +293,47 @@ function localJwksKeys(issuer: IssuerConfig, text: string, configPath: string): 
     source: 'jwks_file',
     keysFor: (header) => fromSet(set, header, issuer.name),
     readiness: async () => ({ ok: true }),
+  };
+}
+
+/** Minimum time between two re-reads of the store's keys triggered by an unknown kid, ms. */
+const STORE_KEYS_COOLDOWN_MS = 1_000;
+
+function tokenStoreKeys(issuer: IssuerConfig, src: StoreKeySource): IssuerKeys {
+  let set: LocalSet | undefined;
+  let lastRead = 0;
+  const read = async (): Promise<LocalSet> => {
+    lastRead = Date.now();
+    set = createLocalJWKSet(await src.publicJwks());
+    return set;
+  };
+  return {
+    issuerName: issuer.name,
+    source: 'token_store',
+    async keysFor(header) {
+      let current: LocalSet;
+      try {
+        current = set ?? (await read());
+      } catch (e) {
+        throw new GatewayError('keys_unavailable', { tokenPresented: true, why: `token store keys of issuer "${issuer.name}": ${(e as Error).message}` });
+      }
+      try {
+        return await fromSet(current, header, issuer.name);
+      } catch (e) {
+        // A kid rotated in on another replica: re-read once (bounded by the cooldown).
+        if (!(e instanceof GatewayError) || e.code !== 'key_unknown' || Date.now() - lastRead < STORE_KEYS_COOLDOWN_MS) throw e;
+        src.invalidate();
+        return fromSet(await read(), header, issuer.name);
+      }
+    },
+    async readiness() {
+      try {
+        const jwks = await src.publicJwks();
+        return jwks.keys.length > 0 ? { ok: true } : { ok: false, error: 'the token store has no signing key yet' };
+      } catch (e) {
+        return { ok: false, error: `token store keys: ${(e as Error).message}` };
+      }
+    },
   };
 }
 

@@ -24,7 +24,7 @@ import { clip as clipBytes } from '../clip.js';
 import type { IssuerConfig, TokensConfig } from '../config/schema.js';
 import type { Clock, Principal } from '../types.js';
 import { mapClaims } from './claims.js';
-import { loadIssuerKeys, type IssuerKeys, type VerifyKey } from './keys.js';
+import { loadIssuerKeys, type IssuerKeys, type StoreKeySource, type VerifyKey } from './keys.js';
 import { createTokenCache, tokenHash } from './token-cache.js';
 
 export interface AuthObserver {
@@ -62,6 +62,8 @@ export interface VerifierDeps {
   /** Directory relative key files resolve against (the config file's directory). */
   baseDir?: string | undefined;
   observer?: AuthObserver | undefined;
+  /** Keys of the token service's issuer, read from its store (SPEC §9). */
+  storeKeys?: StoreKeySource | undefined;
 }
 
 interface IssuerEntry {
@@ -74,6 +76,7 @@ interface IssuerEntry {
 const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
 
 const B64URL = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+const B64URL_ONLY = /^[A-Za-z0-9_-]*$/;
 
 /**
  * True when `s` is base64url (no padding) in its one canonical spelling: a length that is not
@@ -86,7 +89,7 @@ const B64URL = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_
  *   isCanonicalBase64url('YR');   // false (also decodes to 'a')
  */
 export function isCanonicalBase64url(s: string): boolean {
-  for (let i = 0; i < s.length; i++) if (B64URL.indexOf(s[i]!) === -1) return false;
+  if (!B64URL_ONLY.test(s)) return false;
   const rest = s.length % 4;
   if (rest === 0) return true;
   if (rest === 1) return false;
@@ -125,7 +128,7 @@ export async function createTokenVerifier(cfg: TokensConfig, deps: VerifierDeps)
   const entries: IssuerEntry[] = await Promise.all(
     cfg.issuers.map(async (config, i) => ({
       config,
-      keys: await loadIssuerKeys(config, i, { baseDir: deps.baseDir, observer }),
+      keys: await loadIssuerKeys(config, i, { baseDir: deps.baseDir, observer, storeKeys: deps.storeKeys }),
       revoked: new Set(config.revoked_jti),
     })),
   );
