@@ -46,7 +46,7 @@ describe('createKeyRing', () => {
   });
 
   it('has no signing key before ensureKey', async () => {
-    await expect(createKeyRing(store, { clock, maxLifetimeMs: LIFETIME }).signingKey()).rejects.toThrow(/ensureKey/);
+    await expect(createKeyRing(store, { clock, maxLifetimeMs: LIFETIME }).signingKey()).rejects.toMatchObject({ code: 'keys_unavailable', message: expect.stringMatching(/ensureKey/) });
     expect(await createKeyRing(store, { clock, maxLifetimeMs: LIFETIME }).publicJwks()).toEqual({ keys: [] });
   });
 

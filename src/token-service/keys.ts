@@ -23,6 +23,7 @@
  */
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK, type CryptoKey, type JWK } from 'jose';
 import type { KeyObject } from 'node:crypto';
+import { GatewayError } from '../errors.js';
 import type { KeyRecord, TokenStore } from './store.js';
 
 export interface SigningKey {
@@ -34,7 +35,7 @@ export interface SigningKey {
 export interface KeyRing {
   /** Generates the first key unless the store has a current (non-retired) one. */
   ensureKey(): Promise<void>;
-  /** The newest non-retired key; throws when there is none (call ensureKey first). */
+  /** The newest non-retired key; rejects with GatewayError('keys_unavailable') when there is none (call ensureKey first). */
   signingKey(): Promise<SigningKey>;
   /** Every still-published public key, newest first. */
   publicJwks(): Promise<{ keys: JWK[] }>;
@@ -142,7 +143,7 @@ export function createKeyRing(store: TokenStore, opts: KeyRingOptions): KeyRing 
 
     async signingKey() {
       const current = newestCurrent(await keys());
-      if (!current) throw new Error('token service has no signing key; ensureKey() must run at start-up');
+      if (!current) throw new GatewayError('keys_unavailable', { why: 'the token store holds no current signing key; ensureKey() must run at start-up' });
       return { kid: current.kid, alg: 'ES256', key: await importKey(current) };
     },
 

@@ -124,7 +124,11 @@ export interface TokenStore {
   listClients(): Promise<ClientRecord[]>;
   /** false when there is no such client. */
   setClientSecret(id: string, secretHash: string): Promise<boolean>;
-  /** Deletes the client; returns the jtis of its live tokens (the caller revokes them), or undefined when unknown. */
+  /**
+   * Deletes the client and, in the same transaction, revokes its refresh tokens and its live access
+   * tokens (denylist + push to watchers). Returns those access tokens' jtis (a caller's own
+   * `revoke` of them is an idempotent no-op), or undefined when there is no such client.
+   */
   deleteClient(id: string, now: number): Promise<string[] | undefined>;
 
   // ── users ──
@@ -136,16 +140,17 @@ export interface TokenStore {
   // ── signing keys ──
   listKeys(): Promise<KeyRecord[]>;
   /**
-   * Adds `key` as the signing key and retires the previous one (publishUntil = now + maxLifetimeMs).
-   * When `onlyIfNone` is set and a key exists already, nothing is added and false is returned —
-   * so replicas starting together on one database generate one key, not several.
+   * Adds `key` as the signing key and retires the current one (retiredAt = now, publishUntil = now +
+   * maxLifetimeMs). When `onlyIfNone` is set and a current (non-retired) key exists already, nothing
+   * is added and false is returned — so replicas starting together on one database generate one
+   * key, not several. listKeys() lists newest first.
    */
   addKey(key: KeyRecord, opts: { now: number; maxLifetimeMs: number; onlyIfNone?: boolean }): Promise<boolean>;
 
   // ── issued tokens ──
   recordToken(t: TokenRecord): Promise<void>;
   getToken(jti: string): Promise<TokenRecord | undefined>;
-  /** Live (not revoked, not expired at `now`) tokens matching every given field. */
+  /** Live (not revoked, expiresAt > `now`) tokens matching every given field, oldest first. */
   listTokens(filter: { ownerId?: string; kind?: TokenKind; clientId?: string; roomId?: string }, now: number): Promise<TokenRecord[]>;
   /** Sets last_used_at (the caller throttles: at most every 10 minutes per token). */
   touchToken(jti: string, at: number): Promise<void>;
@@ -162,17 +167,23 @@ export interface TokenStore {
   revokeFamily(familyId: string, now: number): Promise<RevocationRecord[]>;
 
   // ── revocation ──
-  /** Marks the tokens revoked and adds them to the denylist (idempotent). */
+  /** Marks the tokens revoked and adds them to the denylist (idempotent: a second revoke changes nothing and notifies nobody). Also takes jtis the store never issued. */
   revoke(entries: readonly { jti: string; expiresAt: number }[], now: number): Promise<void>;
   /** Denylist entries revoked at or after `sinceMs` and not yet expired at `now` (the re-sync). */
   revokedSince(sinceMs: number, now: number): Promise<RevocationRecord[]>;
-  /** Push notifications of new revocations, where the backend has them; returns an unsubscribe. */
+  /**
+   * Push notifications of new revocations, where the backend has them; returns an unsubscribe.
+   * postgres: LISTEN/NOTIFY, `onReconnect` after the listening connection came back (re-sync with
+   * revokedSince: NOTIFY has no replay). embedded: in-process, every revocation (the CLI's too, via
+   * the control socket) passes through this process; onReconnect never fires. Absent on the CLI's
+   * attached store.
+   */
   watchRevocations?(onRevoked: (r: RevocationRecord) => void, onReconnect: () => void): () => void;
 
   /** Deletes expired rows (tokens, refresh tokens, denylist entries, retired keys past publishUntil) in batches. */
   purgeExpired(now: number, batch?: number): Promise<number>;
   /** Resolves when the store answers a trivial query. */
   ping(): Promise<void>;
-  /** Flushes (embedded: CHECKPOINT) and closes; releases the directory lock. */
+  /** Flushes (embedded: CHECKPOINT) and closes; releases the directory lock. Idempotent. Call it on SIGTERM after draining. */
   close(): Promise<void>;
 }
