@@ -81,7 +81,8 @@ function poolDb(pool: pg.Pool): Db {
   };
 }
 
-function parsePayload(text: string): RevocationRecord | undefined {
+/** A NOTIFY payload back to a record; anything malformed is undefined (never a throw, never a partial record). */
+export function parsePayload(text: string): RevocationRecord | undefined {
   try {
     const v = JSON.parse(text) as Partial<RevocationRecord>;
     if (typeof v.jti !== 'string' || !Number.isFinite(v.expiresAt) || !Number.isFinite(v.revokedAt)) return undefined;
