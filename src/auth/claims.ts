@@ -93,6 +93,7 @@ const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/;
 const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 const EDGE_SPACE = /^\s|\s$/;
 const ANY_SPACE = /\s/;
+const OTHER_SPACE = /(?! )\s/;
 
 function utf8Bytes(s: string): number {
   // Fast path: every UTF-16 unit is at most 3 UTF-8 bytes.
@@ -185,9 +186,13 @@ function scopes(payload: JWTPayload, ref: ClaimRefConfig): string[] {
   const raw = lookup(payload, name);
   if (raw === undefined) return [];
   let list: string[];
+  const split = typeof raw === 'string';
   if (typeof raw === 'string') {
     // RFC 6749 §3.3: scope-tokens separated by single spaces. Any other whitespace would be split
     // by some upstream and not by another, so it is refused rather than guessed at.
+    if (OTHER_SPACE.test(raw)) throw malformed(name, 'scopes', 'holds whitespace other than single spaces');
+    if (CONTROL.test(raw)) throw malformed(name, 'scopes', 'holds a scope containing a control character');
+    if (LONE_SURROGATE.test(raw)) throw malformed(name, 'scopes', 'holds a scope containing a lone surrogate');
     list = raw.split(' ');
   } else if (Array.isArray(raw)) {
     if (!raw.every((s) => typeof s === 'string')) throw malformed(name, 'scopes', 'is an array with a member that is not a string');
@@ -195,28 +200,27 @@ function scopes(payload: JWTPayload, ref: ClaimRefConfig): string[] {
   } else {
     throw malformed(name, 'scopes', `is ${kindOf(raw)}, not a space-separated string or an array of strings`);
   }
-  const split = typeof raw === 'string';
   const map = claimMap(ref);
   const out: string[] = [];
+  const seen = new Set<string>();
+  let long = false;
+  const hasMap = Object.keys(map).length > 0;
   for (const s of list) {
     if (s === '') continue;
-    if (ANY_SPACE.test(s)) throw malformed(name, 'scopes', 'holds a scope containing whitespace');
-    if (CONTROL.test(s)) throw malformed(name, 'scopes', 'holds a scope containing a control character');
-    if (LONE_SURROGATE.test(s)) throw malformed(name, 'scopes', 'holds a scope containing a lone surrogate');
-    const m = mapped(split ? own(s) : s, map);
-    if (!out.includes(m)) out.push(m);
+    if (!split) {
+      if (ANY_SPACE.test(s)) throw malformed(name, 'scopes', 'holds a scope containing whitespace');
+      if (CONTROL.test(s)) throw malformed(name, 'scopes', 'holds a scope containing a control character');
+      if (LONE_SURROGATE.test(s)) throw malformed(name, 'scopes', 'holds a scope containing a lone surrogate');
+    }
+    const m = hasMap ? mapped(s, map) : s;
+    if (seen.has(m)) continue;
+    seen.add(m);
+    out.push(m);
+    if (m.length >= 13) long = true;
   }
-  return out;
-}
-
-const encoder = new TextEncoder();
-const decoder = new TextDecoder();
-
-/**
- * A copy of `s` that shares no memory with the claim it was split from. V8 represents a substring
- * of 13 characters or more as a slice that keeps the whole parent string alive; a cached principal
- * would then retain the entire scope claim, and the token cache's byte bound would under-count.
- */
-function own(s: string): string {
-  return s.length < 13 ? s : decoder.decode(encoder.encode(s));
+  // V8 represents a substring of 13 characters or more as a slice that keeps its whole parent
+  // alive: a cached principal would retain the entire scope claim (duplicates and all), and the
+  // token cache's byte estimate would under-count it. One JSON round trip makes every item its
+  // own string (JSON.parse never slices), once per verification, only when needed.
+  return split && long ? (JSON.parse(JSON.stringify(out)) as string[]) : out;
 }
