@@ -26,6 +26,8 @@ import { AUTH_TEST_BODY, type Decider, type Decision, type ForwardDecision, type
 import { GatewayError, renderError, type RenderOptions } from './errors.js';
 import type { CidrList } from './net/cidr.js';
 import { createAccessLog, requestIdOf, type AccessRecord } from './gateway/access.js';
+import { recordServiceOutcome, serviceFor } from './gateway/service-route.js';
+import type { TokenService } from './token-service/service.js';
 
 export { requestIdOf };
 import type { Metrics } from './observability/metrics.js';
@@ -43,6 +45,8 @@ export interface AppDeps {
   forwarder: Forwarder;
   /** `trusted_proxies`, compiled: whose X-Forwarded-* are kept. */
   trusted: CidrList;
+  /** The token service (SPEC §9), answered before the route table. */
+  tokenService?: TokenService | undefined;
 }
 
 /** Per-request state: the access record plus what only this door needs. */
@@ -103,7 +107,7 @@ export function hasRequestBody(req: IncomingMessage): boolean {
 
 export function createApp(loaded: LoadedConfig, deps: AppDeps): Gateway {
   const { config } = loaded;
-  const { clock, logger, metrics, decider, forwarder, trusted } = deps;
+  const { clock, logger, metrics, decider, forwarder, trusted, tokenService } = deps;
   const renderOpts: RenderOptions = { realm: config.realm, docsUrl: config.docs_url };
   const access = createAccessLog({ logger, metrics, clock, tokenParam: config.tokens.query_param });
 
@@ -129,6 +133,10 @@ export function createApp(loaded: LoadedConfig, deps: AppDeps): Gateway {
   const handle: MiddlewareHandler<Env> = async (c) => {
     const rc = c.get('rc');
     const incoming = c.env.incoming;
+    if (tokenService !== undefined && !rc.upgrade) {
+      const svc = serviceFor(tokenService, rc.method, rc.url ?? '/');
+      if (svc) return serveTokenService(c, rc, svc);
+    }
     let d: Decision | Promise<Decision> = decider.decide(nodeFacts(incoming, rc.clientIp));
     if (d instanceof Promise) d = await d;
     rc.route = d.route;
@@ -154,6 +162,15 @@ export function createApp(loaded: LoadedConfig, deps: AppDeps): Gateway {
     if (EXPECTS_CONTINUE.has(incoming) && hasRequestBody(incoming) && !incoming.complete) headers['connection'] = 'close';
     return new Response(r.body, { status: r.status, headers });
   };
+
+  // ── the token service's paths: answered by it, before the route table (SPEC §9) ────────────
+  async function serveTokenService(c: Context<Env>, rc: RequestState, svc: TokenService): Promise<Response> {
+    const incoming = c.env.incoming;
+    const res = await svc.handle(c.req.raw, { clientIp: rc.clientIp, proto: 'http', host: incoming.headers.host });
+    recordServiceOutcome(rc, res);
+    res.headers.set('x-request-id', rc.requestId);
+    return res;
+  }
 
   // ── 8: proxy (HTTP through undici, WebSocket through http-proxy) ────────────────────────────
   async function proxy(c: Context<Env>, rc: RequestState, d: ForwardDecision): Promise<Response> {
@@ -194,11 +211,12 @@ export function createApp(loaded: LoadedConfig, deps: AppDeps): Gateway {
     rc.status = result.status;
     rc.upstreamMs = result.upstreamMs;
     const upstreamError = result.error?.code === 'upstream_unavailable' || result.error?.code === 'upstream_timeout' ? result.error.code : undefined;
-    // Duration until response headers, or until the failure: both are what the upstream cost.
+    // Duration until response headers, or until the failure: both are what the upstream cost. A
+    // client that paused its body too long (request_timeout) cost the upstream nothing measurable.
     metrics.observeUpstream({
       route: d.route.id,
       upstream: d.upstream,
-      ...(result.aborted ? {} : { seconds: result.upstreamMs / 1000 }),
+      ...(result.aborted || result.error?.code === 'request_timeout' ? {} : { seconds: result.upstreamMs / 1000 }),
       ...(upstreamError ? { error: upstreamError } : {}),
     });
     if (result.error) {

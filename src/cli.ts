@@ -17,6 +17,10 @@ import { loadConfigFile, type LoadedConfig } from './config/load.js';
 import { ConfigError } from './errors.js';
 import { explain, formatExplanation } from './explain.js';
 import { formatCheck, runCheck } from './check.js';
+import { runClients } from './commands/clients.js';
+import { runKeys } from './commands/keys.js';
+import { runTokens } from './commands/tokens.js';
+import { runUsers } from './commands/users.js';
 import { serve } from './main.js';
 import { VERSION } from './version.js';
 
@@ -29,6 +33,11 @@ Usage:
                     [--sub S] [--client-type group|room|user] [--scopes "a b"] [--room ID]
                     [--room-name NAME] [--group ID] [--ttl 30m|1h|365d|never] [--jti ID]
   scopegate explain --config FILE (--token T | --token-file FILE|-) [--json] METHOD URL
+  scopegate clients create|list|rotate-secret|delete  [--config FILE] …   (token service, SPEC §9)
+  scopegate users   add|delete|list                   [--config FILE] …
+  scopegate keys    list|rotate                       [--config FILE]
+  scopegate tokens  list|revoke                       [--config FILE] …
+  (each prints its own usage with --help)
 
 FILE defaults to $SCOPEGATE_CONFIG, else config/gateway.yaml.
 `;
@@ -141,6 +150,16 @@ async function main(argv: string[]): Promise<number> {
       const result = await explain(loaded, { method: positionals[0]!, url: positionals[1]!, token });
       process.stdout.write(values.json ? `${JSON.stringify(result, null, 2)}\n` : formatExplanation(result));
       return result.allowed ? 0 : 1;
+    }
+    case 'clients':
+    case 'users':
+    case 'keys':
+    case 'tokens': {
+      // The token service's operator commands (SPEC §9): src/commands/, one module each. They work
+      // while `serve` runs on the same store (an embedded store is reached through its control socket).
+      const io = { stdout: (t: string) => void process.stdout.write(t), stderr: (t: string) => void process.stderr.write(t), env: process.env };
+      const run = { clients: runClients, users: runUsers, keys: runKeys, tokens: runTokens }[command];
+      return run(rest, io);
     }
     default:
       throw new UsageError(`unknown command "${command}"`);

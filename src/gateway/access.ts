@@ -25,6 +25,8 @@ export interface AccessRecord {
   url: string | undefined;
   clientIp: string;
   route: CompiledRoute | null;
+  /** A bounded id for requests no route answered (the token service's `token_hipchat`, `jwks`, …). */
+  routeId: string | undefined;
   principal: Principal | undefined;
   limitKey: string | undefined;
   decision: DecisionLabel;
@@ -62,6 +64,7 @@ export function createAccessLog(deps: { logger: Logger; metrics: Metrics; clock:
       url: r.url,
       clientIp: r.clientIp,
       route: null,
+      routeId: undefined,
       principal: undefined,
       limitKey: undefined,
       decision: 'denied',
@@ -73,7 +76,7 @@ export function createAccessLog(deps: { logger: Logger; metrics: Metrics; clock:
     finish(rec, fallbackStatus) {
       const status = rec.status ?? fallbackStatus ?? 0;
       const elapsedMs = clock() - rec.startMs;
-      const routeId = rec.route?.id ?? 'unmatched';
+      const routeId = rec.route?.id ?? rec.routeId ?? 'unmatched';
       metrics.observeRequest({ route: routeId, method: rec.method, status, decision: rec.decision, seconds: elapsedMs / 1000, reason: rec.reason });
       if (!access.isLevelEnabled('info')) return;
       const p = rec.principal;

@@ -23,12 +23,16 @@ import { createMemoryStore } from '../ratelimit/memory-store.js';
 import { createRateLimiter, type RateLimiter } from '../ratelimit/policy.js';
 import { createRedisStore } from '../ratelimit/redis-store.js';
 import type { RateLimitStore } from '../ratelimit/store.js';
+import { createTokenService, type TokenService } from '../token-service/service.js';
 import type { Clock } from '../types.js';
+import type { TokenServiceHost } from './token-service-host.js';
 
 export interface CoreDeps {
   clock: Clock;
   logger: Logger;
   metrics: Metrics;
+  /** The token service's store and keys, when the config has `token_service` (opened once per process). */
+  host?: TokenServiceHost | undefined;
 }
 
 /** One configuration's worth of door-independent request-handling state. */
@@ -41,6 +45,8 @@ export interface CoreGeneration {
   limiter: RateLimiter;
   decider: Decider;
   trusted: CidrList;
+  /** The token endpoint, JWKS and metadata (SPEC §9), served before the route table. */
+  tokenService: TokenService | undefined;
 }
 
 function storeIdentity(cfg: GatewayConfig): string {
@@ -74,6 +80,7 @@ export async function buildCoreGeneration(loaded: LoadedConfig, previous: CoreGe
       tokenCache: (result) => metrics.tokenCache.inc({ result }),
       jwksRefresh: (issuer, result) => metrics.jwksRefresh.inc({ issuer, result }),
     },
+    storeKeys: deps.host?.storeKeys,
   });
   // Counters survive reloads: the store is kept unless its identity (kind, url, prefix) changed.
   const storeKey = storeIdentity(cfg);
@@ -94,7 +101,22 @@ export async function buildCoreGeneration(loaded: LoadedConfig, previous: CoreGe
       rateLimited: (route, kind) => metrics.rateLimited.inc({ route, kind }),
     },
   });
-  return { loaded, verifier, store, storeKey, limiter, decider, trusted: compileCidrs(cfg.trusted_proxies) };
+  let tokenService: TokenService | undefined;
+  const host = deps.host;
+  if (cfg.token_service && host) {
+    if (cfg.token_service.store !== host.configured) {
+      logger.warn({ store: host.location }, 'token_service.store changed: the running store is kept until a restart');
+    }
+    tokenService = await createTokenService(loaded, {
+      store: host.store,
+      clock,
+      logger,
+      metrics,
+      keyRing: host.keyRing,
+      verify: (token: string) => verifier.verify(token),
+    } as Parameters<typeof createTokenService>[1]);
+  }
+  return { loaded, verifier, store, storeKey, limiter, decider, trusted: compileCidrs(cfg.trusted_proxies), tokenService };
 }
 
 /** SPEC §6 /readyz: config loaded, every issuer's keys obtainable, Redis when it is required. */
@@ -104,6 +126,10 @@ export async function readinessOf(g: CoreGeneration): Promise<ReadinessCheck[]> 
     checks.push({ name: `keys:${r.issuer}`, ok: r.ok, ...(r.error ? { error: r.error } : {}) });
   }
   const rl = g.loaded.config.rate_limit;
+  if (g.tokenService) {
+    const r = await g.tokenService.readiness().catch((e: unknown) => ({ ok: false, error: (e as Error).message }));
+    checks.push({ name: 'token_store', ok: r.ok, ...(r.ok ? {} : { error: r.error ?? 'token store unavailable' }) });
+  }
   if (rl.enabled && rl.store === 'redis') {
     const required = rl.on_store_error === 'closed' || rl.redis_cluster !== undefined;
     try {
@@ -148,6 +174,7 @@ export function createReloader<G extends CoreGeneration>(opts: {
           const old = gen;
           gen = await opts.build(loaded, old);
           if (old.store !== gen.store) void old.store.close().catch(() => undefined);
+          if (old.tokenService && old.tokenService !== gen.tokenService) void old.tokenService.close().catch(() => undefined);
           opts.retire(old, gen);
           opts.metrics.configReloads.inc({ result: 'success' });
           opts.logger.info({ routes: loaded.routes.routes.length, file: loaded.file }, 'config reloaded');

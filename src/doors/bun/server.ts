@@ -20,6 +20,8 @@ import type { RequestFacts } from '../../core/decide.js';
 import { GatewayError, renderError } from '../../errors.js';
 import { createAccessLog, requestIdOf, type AccessRecord } from '../../gateway/access.js';
 import { buildCoreGeneration, createReloader, readinessOf, type CoreGeneration } from '../../gateway/generation.js';
+import { recordServiceOutcome, serviceFor } from '../../gateway/service-route.js';
+import { openTokenServiceHost } from '../../gateway/token-service-host.js';
 import { createLogger } from '../../observability/logger.js';
 import { createMetrics } from '../../observability/metrics.js';
 import { buildUpstreamHeaders } from '../../proxy/upstream-headers.js';
@@ -84,8 +86,11 @@ export async function startBunGateway(opts: StartOptions): Promise<RunningGatewa
     if (opts.loaded) return opts.loaded;
     throw new Error('startGateway needs `loaded` or `configFile`');
   };
+  const initial = await load();
+  // The token service's store and keys live as long as the process, across reloads.
+  const host = await openTokenServiceHost(initial, { clock, logger, metrics });
   const build = async (loaded: LoadedConfig, previous?: Generation): Promise<Generation> => {
-    const core = await buildCoreGeneration(loaded, previous, { clock, logger, metrics });
+    const core = await buildCoreGeneration(loaded, previous, { clock, logger, metrics, host });
     const cfg = loaded.config;
     const renderOpts = { realm: cfg.realm, docsUrl: cfg.docs_url };
     const forwarder = createBunForwarder(cfg.upstreams, {
@@ -96,7 +101,7 @@ export async function startBunGateway(opts: StartOptions): Promise<RunningGatewa
     return { ...core, forwarder };
   };
   const reloader = createReloader<Generation>({
-    initial: await build(await load()),
+    initial: await build(initial),
     load,
     build,
     retire: (old) => void old.forwarder.close(),
@@ -123,6 +128,13 @@ export async function startBunGateway(opts: StartOptions): Promise<RunningGatewa
   async function handle(req: Request, server: BunServer, rec: AccessRecord, g: Generation): Promise<Response | undefined> {
     const cfg = g.loaded.config;
     const own: Record<string, string> = { 'x-request-id': rec.requestId };
+    const svc = serviceFor(g.tokenService, req.method, rec.url ?? '/');
+    if (svc) {
+      const res = await svc.handle(req, { clientIp: rec.clientIp, proto: 'http', host: req.headers.get('host') ?? undefined });
+      recordServiceOutcome(rec, res);
+      res.headers.set('x-request-id', rec.requestId);
+      return res;
+    }
     let d = g.decider.decide(bunFacts(req, req.url, rec.clientIp));
     if (d instanceof Promise) d = await d;
     rec.route = d.route;
@@ -338,6 +350,8 @@ export async function startBunGateway(opts: StartOptions): Promise<RunningGatewa
     const last = reloader.current();
     await last.forwarder.close();
     await last.store.close().catch(() => undefined);
+    await last.tokenService?.close().catch(() => undefined);
+    await host?.close().catch((e: unknown) => logger.warn({ err: (e as Error).message }, 'token store close failed'));
     if (adminServer) await adminServer.stop(true);
     logger.info({ outcome }, 'shutdown complete');
   };

@@ -18,6 +18,7 @@ import { createApp, endSocketWithResponse, EXPECTS_CONTINUE, requestIdOf, type G
 import { loadConfigFile, type LoadedConfig } from '../../config/load.js';
 import { GatewayError, renderError } from '../../errors.js';
 import { buildCoreGeneration, createReloader, readinessOf, type CoreGeneration } from '../../gateway/generation.js';
+import { openTokenServiceHost } from '../../gateway/token-service-host.js';
 import { createAccessLog } from '../../gateway/access.js';
 import { createLogger } from '../../observability/logger.js';
 import { createMetrics } from '../../observability/metrics.js';
@@ -95,8 +96,11 @@ export async function startNodeGateway(opts: StartOptions): Promise<RunningGatew
     throw new Error('startGateway needs `loaded` or `configFile`');
   };
 
+  const initial = await load();
+  // The token service's store and keys live as long as the process, across reloads.
+  const host = await openTokenServiceHost(initial, { clock, logger, metrics });
   const build = async (loaded: LoadedConfig, previous?: Generation): Promise<Generation> => {
-    const core = await buildCoreGeneration(loaded, previous, { clock, logger, metrics });
+    const core = await buildCoreGeneration(loaded, previous, { clock, logger, metrics, host });
     const cfg = loaded.config;
     const renderOpts = { realm: cfg.realm, docsUrl: cfg.docs_url };
     const forwarder = createForwarder(cfg.upstreams, {
@@ -104,13 +108,13 @@ export async function startNodeGateway(opts: StartOptions): Promise<RunningGatew
       clock,
       bodyIdleTimeoutMs: cfg.listen.body_idle_timeout_ms,
       onUpstreamError: (err, code) => logger.warn({ reason: code, err: err.message }, 'upstream error'),
-    } as Parameters<typeof createForwarder>[1]);
-    const gateway = createApp(loaded, { clock, logger, metrics, decider: core.decider, forwarder, trusted: core.trusted });
+    });
+    const gateway = createApp(loaded, { clock, logger, metrics, decider: core.decider, forwarder, trusted: core.trusted, tokenService: core.tokenService });
     return { ...core, forwarder, gateway };
   };
 
   const reloader = createReloader<Generation>({
-    initial: await build(await load()),
+    initial: await build(initial),
     load,
     build,
     // undici's Pool.close waits for requests in flight on the old generation.
@@ -265,6 +269,8 @@ export async function startNodeGateway(opts: StartOptions): Promise<RunningGatew
     const last = reloader.current();
     await last.forwarder.close().catch(() => undefined);
     await last.store.close().catch(() => undefined);
+    await last.tokenService?.close().catch(() => undefined);
+    await host?.close().catch((e: unknown) => logger.warn({ err: (e as Error).message }, 'token store close failed'));
     if (adminServer) {
       adminServer.closeAllConnections();
       await new Promise<void>((resolve) => adminServer!.close(() => resolve()));

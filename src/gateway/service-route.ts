@@ -1,0 +1,33 @@
+/**
+ * Which requests the token service answers instead of the route table (SPEC §9: its paths are
+ * matched before the route table), and what its answer means for the access line — one rule for
+ * every door.
+ *
+ * @example
+ *   const svc = serviceFor(gen.tokenService, 'POST', '/v2/oauth/token');   // the service, or undefined
+ *   const res = await svc.handle(request, facts); recordServiceOutcome(rec, res);
+ */
+import { checkTarget } from '../routing/path-safety.js';
+import { serviceOutcome, type TokenService } from '../token-service/service.js';
+import type { AccessRecord } from './access.js';
+
+/**
+ * The service when it answers `target`: its own path, and a target path safety accepts (an unsafe
+ * target falls through to the decision, which refuses it with 400 like any other).
+ */
+export function serviceFor(svc: TokenService | undefined, method: string, target: string): TokenService | undefined {
+  if (svc === undefined) return undefined;
+  const q = target.indexOf('?');
+  const path = q === -1 ? target : target.slice(0, q);
+  if (!svc.matches(method, path) || checkTarget(target) !== null) return undefined;
+  return svc;
+}
+
+/** Fills the access record from a service response: its bounded route id, status and refusal code. */
+export function recordServiceOutcome(rec: AccessRecord, res: Response): void {
+  const o = serviceOutcome(res);
+  rec.routeId = o?.route ?? 'token_service';
+  rec.status = res.status;
+  rec.reason = o?.reason;
+  rec.decision = res.status < 400 ? 'allowed' : 'denied';
+}
