@@ -98,7 +98,7 @@ describe('with no server running, each command opens the store itself, relative 
     expect(existsSync(join(dir, 'data', 'pgdata'))).toBe(true); // ./data next to the config, not in cwd
     expect(existsSync(join(dir, 'data', LOCK_FILE))).toBe(false); // released after the command
 
-    const room = await run(runClients, ['create', '--config', cfg, '--name', 'Ops room', '--client-type', 'room', '--scopes', 'send_notification', '--room', '42', '--room-name', 'Ops', '--json']);
+    const room = await run(runClients, ['create', '--config', cfg, '--name', 'Ops room', '--client-type', 'room', '--scopes', 'send_notification', '--room', '42', '--room-name', 'Ops', '--json'], { now: NOW + 1 });
     expect(room.code).toBe(0);
     const roomJson = JSON.parse(room.stdout) as Record<string, unknown>;
     expect(roomJson).toMatchObject({ name: 'Ops room', client_type: 'room', scopes: ['send_notification'], room_id: '42', room_name: 'Ops' });
@@ -111,7 +111,7 @@ describe('with no server running, each command opens the store itself, relative 
     expect(list.stdout).not.toContain(secret);
     expect(list.stdout).not.toContain('scrypt$');
     const listJson = JSON.parse((await run(runClients, ['list', '--config', cfg, '--json'])).stdout) as { clients: Array<Record<string, unknown>> };
-    expect(listJson.clients.map((c) => c.client_id)).toEqual([id, roomJson.client_id]);
+    expect(listJson.clients.map((c) => c.client_id)).toEqual([id, roomJson.client_id]); // oldest first
     expect(JSON.stringify(listJson)).not.toMatch(/secret|scrypt/);
 
     const rotated = await run(runClients, ['rotate-secret', '--config', cfg, id!]);
