@@ -222,7 +222,7 @@ describe('scopegate(options): properties', () => {
       fc.property(fc.dictionary(key, value, { maxKeys: 6 }), (o) => {
         let built = false;
         try {
-          scopegate(o as Parameters<typeof scopegate>[0]);
+          scopegate(o as unknown as Parameters<typeof scopegate>[0]);
           built = true;
         } catch (e) {
           expect(e).toBeInstanceOf(ScopegateConfigError);
