@@ -69,6 +69,13 @@ export interface EndpointDeps {
   logger: Logger;
   metrics: Pick<Metrics, 'tokensIssued' | 'tokenErrors' | 'storeErrors' | 'revocations' | 'internalErrors'>;
   settings: EndpointSettings;
+  /**
+   * The per-username failed-attempt limiter; pass one to share it with the Integration page's
+   * sign-in, so a guesser gets one budget for both. Default: built from `settings.attempts`.
+   */
+  userAttempts?: AttemptLimiter | undefined;
+  /** Told about each family a refresh replay revoked (the denylist adds them at once). */
+  onRevoked?: ((entries: readonly { jti: string; expiresAt: number }[]) => void) | undefined;
 }
 
 export interface TokenRequest {
@@ -91,6 +98,11 @@ export interface TokenEndpoint {
   handle(req: TokenRequest): Promise<TokenOutcome>;
   /** Renders, counts and logs a refusal found before the grant logic (body too large, wrong type). */
   refuse(dialect: Dialect, err: GatewayError): TokenOutcome;
+  /**
+   * The password grant's user check (store users or the users URL), for the Integration page's
+   * sign-in. Outages throw GatewayError('store_unavailable'). Attempt limits are the caller's.
+   */
+  checkUser(username: string, password: string): Promise<{ ok: true; user: CheckedUser } | { ok: false; why: string }>;
 }
 
 /** Usernames and subjects: at most 1024 bytes (SPEC §3's claim bound), no control characters. */
@@ -123,7 +135,7 @@ export function grantScopes(allowed: readonly string[], requested: readonly stri
   return allowed.filter((s) => requested.includes(s));
 }
 
-interface CheckedUser {
+export interface CheckedUser {
   subject: string;
   /** Scopes the user may have; undefined = no restriction beyond the client's. */
   scopes?: string[] | undefined;
@@ -134,7 +146,7 @@ export function createTokenEndpoint(deps: EndpointDeps): TokenEndpoint {
   const { store, signer, clock, logger, metrics, settings } = deps;
   const limits: AttemptLimits = { ...DEFAULT_ATTEMPT_LIMITS, ...(settings.attempts ?? {}) };
   const perClient: AttemptLimiter = createAttemptLimiter({ maxFailures: limits.perClient, windowMs: limits.windowMs, maxKeys: limits.maxKeys, clock });
-  const perUser: AttemptLimiter = createAttemptLimiter({ maxFailures: limits.perUser, windowMs: limits.windowMs, maxKeys: limits.maxKeys, clock });
+  const perUser: AttemptLimiter = deps.userAttempts ?? createAttemptLimiter({ maxFailures: limits.perUser, windowMs: limits.windowMs, maxKeys: limits.maxKeys, clock });
   const usersTimeoutMs = settings.usersTimeoutMs ?? 5000;
   if (!Number.isSafeInteger(usersTimeoutMs) || usersTimeoutMs < 1) throw new TypeError(`createTokenEndpoint: usersTimeoutMs must be a positive integer, got ${String(settings.usersTimeoutMs)}`);
   const usersUrl = settings.users === 'store' ? undefined : new URL(settings.users);
@@ -370,6 +382,7 @@ export function createTokenEndpoint(deps: EndpointDeps): TokenEndpoint {
       if (rotated.reason === 'replayed') {
         const revoked = await guard('revokeFamily', () => store.revokeFamily(rotated.familyId, now));
         if (revoked.length) metrics.revocations.inc(revoked.length);
+        deps.onRevoked?.(revoked);
         logger.warn(
           { event: 'refresh_replay', client_id: clip(client.id, 64), family: clip(rotated.familyId, 64), revoked_access_tokens: revoked.length },
           'a replaced refresh token was presented again: its whole family is revoked (RFC 9700 §4.14.2)',
@@ -397,6 +410,10 @@ export function createTokenEndpoint(deps: EndpointDeps): TokenEndpoint {
 
   return {
     refuse: (dialect, err) => refusal(dialect, err),
+    checkUser: (username, password) => {
+      if (!validName(username)) return Promise.resolve({ ok: false, why: 'username must be 1..1024 bytes without control characters' });
+      return checkUser(username, password);
+    },
     async handle(req) {
       const { dialect, params } = req;
       const rawGrant = params.get('grant_type');

@@ -3,15 +3,24 @@
  * Hono middleware) mounts it the same way: ask `matches(method, path)` after path safety and
  * before the route table, and if true answer with `handle(req, facts)`.
  *
- * Its paths (the `SERVICE_ROUTES` table below; the next issue adds sessions, revoke, introspect,
- * personal tokens and the Integration page there):
+ * Its paths (the `SERVICE_ROUTES` table below; `{x}` is one path segment):
  *   POST /v2/oauth/token                       HipChat dialect
  *   POST /v1/auth/token                        livedigital dialect
  *   POST /oauth/token                          standard dialect (advertised by the metadata)
  *   GET  /.well-known/jwks.json                the public signing keys ({"keys": []} for HS)
  *   GET  /.well-known/oauth-authorization-server   RFC 8414 metadata
+ *   GET|DELETE /v2/oauth/token/{access_token}  HipChat sessions (sessions.ts)
+ *   POST /oauth/revoke, POST /oauth/introspect RFC 7009 / RFC 7662 (sessions.ts)
+ *   GET|POST /v2/oauth/personal-tokens, DELETE /v2/oauth/personal-tokens/{id}        (personal-tokens.ts)
+ *   GET|POST /v2/room/{room}/notification-tokens, DELETE …/notification-tokens/{id}   (personal-tokens.ts)
+ *   GET|POST token_service.integration_page and its form paths (integration-page.ts)
  * `matches` is true for every method on these paths (another method is 405 with Allow), so a
  * route of the table can never shadow them.
+ *
+ * Revocation: the service owns this replica's denylist (revocation.ts), started before
+ * `createTokenService` resolves; the gateway checks `service.denylist.has(principal.tokenId)`
+ * after verification (cached or not) and calls `service.usage.seen(jti)` after an allowed
+ * decision for a token of `service.issuerName` (last_used_at).
  *
  * The token endpoint's body is the only body the gateway ever reads: at most
  * `token_service.max_body_bytes`; beyond that reading stops and the answer is 400
@@ -19,24 +28,35 @@
  * (RFC 6749 §2.3.1: credentials never go in the URI, where access logs keep them).
  *
  * @example
- *   const service = await createTokenService(loaded, { store, clock: Date.now, logger, metrics });
+ *   const service = await createTokenService(loaded, { store, clock: Date.now, logger, metrics, verify: (t) => verifier.verify(t) });
  *   if (service.matches(req.method, url.pathname)) return service.handle(req, { clientIp, proto: 'https', host });
  *   serviceOutcome(res); // { route: 'token_hipchat', reason: 'invalid_client' } for the access line
- *   await service.readiness(); // { ok: true }
- *   await service.close();     // stops the purge timer (the store is the caller's to close)
+ *   await service.readiness(); // { ok: true } — false while the denylist cannot sync
+ *   service.denylist.has(jti); // the request path's revocation check (a Map lookup)
+ *   await service.close();     // stops the purge timer and the denylist (the store is the caller's to close)
  */
+import { readFile } from 'node:fs/promises';
+import { resolve as resolvePath } from 'node:path';
 import type { JWK } from 'jose';
-import { ConfigError, GatewayError, renderError, type ErrorCode, type RenderOptions } from '../errors.js';
+import { ConfigError, ERROR_CODES, GatewayError, isGatewayError, renderError, type ErrorCode, type RenderOptions } from '../errors.js';
 import { clip } from '../clip.js';
 import type { LoadedConfig } from '../config/load.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
-import type { Clock } from '../types.js';
-import { BODY_TYPES, isMediaType, NO_STORE_HEADERS, parseFormBody, parseJsonBody, TOKEN_PATHS, type Dialect, type RenderedResponse } from './dialects.js';
-import { createTokenEndpoint, type EndpointSettings, type GrantLabel } from './endpoint.js';
+import type { Clock, Principal } from '../types.js';
+import { createTokenVerifier } from '../auth/verify-token.js';
+import { createAttemptLimiter } from './attempts.js';
+import { createClientAuthenticator } from './client-auth.js';
+import { BODY_TYPES, isMediaType, NO_STORE_HEADERS, parseFormBody, parseJsonBody, renderTokenError, TOKEN_PATHS, type Dialect, type RenderedResponse } from './dialects.js';
+import { createTokenEndpoint, DEFAULT_ATTEMPT_LIMITS, type EndpointSettings, type GrantLabel } from './endpoint.js';
+import { createIntegrationPage, PAGE_HEADERS, type IntegrationPage } from './integration-page.js';
+import { createPageSessions } from './integration-session.js';
 import { createTokenSigner, type KeyRingSource } from './issue.js';
 import { createKeyRing, maxTokenLifetimeMs } from './keys.js';
 import { authorizationServerMetadata, baseUrlFor, JWKS_PATH, METADATA_PATH, routeScopes } from './metadata.js';
+import { createPersonalTokens, createUsageRecorder, type OwnTokenKind, type UsageRecorder } from './personal-tokens.js';
+import { createDenylist, type Denylist } from './revocation.js';
+import { createSessions } from './sessions.js';
 import type { TokenStore } from './store.js';
 
 /** What the door knows about the request beyond the Request object. */
@@ -54,8 +74,14 @@ export interface TokenService {
   handle(req: Request, facts: RequestFacts): Promise<Response>;
   /** The store answers and a signing key is available. */
   readiness(): Promise<{ ok: boolean; error?: string }>;
-  /** Stops the purge timer and waits for a running purge. Does not close the store. */
+  /** Stops the purge timer and the denylist, and waits for a running purge. Does not close the store. */
   close(): Promise<void>;
+  /** This replica's denylist: `has(jti)` after verification, cached or not → 401 token_revoked. */
+  readonly denylist: Denylist;
+  /** `seen(jti)` after an allowed decision for a token of `issuerName`: last_used_at, throttled. */
+  readonly usage: UsageRecorder;
+  /** token_service.issuer: the configured issuer whose tokens the service records. */
+  readonly issuerName: string;
 }
 
 export interface TokenServiceDeps {
@@ -69,6 +95,14 @@ export interface TokenServiceDeps {
   purgeIntervalMs?: number | undefined;
   /** Overrides of the endpoint's tunables (attempt limits, users-URL timeout, client cache). */
   endpoint?: Pick<EndpointSettings, 'attempts' | 'usersTimeoutMs' | 'clientCache'> | undefined;
+  /**
+   * The gateway's token verifier (`verifier.verify`): sessions, personal tokens and introspection
+   * check tokens with exactly the gateway's semantics. Default: a verifier of its own over
+   * `tokens` (the service's issuer verifying with the keys it signs with).
+   */
+  verify?: ((token: string) => Promise<Principal>) | undefined;
+  /** Denylist tunables (tests): poll margin and purge period, ms. */
+  denylist?: { syncMarginMs?: number | undefined; purgeEveryMs?: number | undefined } | undefined;
 }
 
 /** What a service response was, for the door's access line and metrics (no body parsing). */
@@ -82,8 +116,83 @@ export interface ServiceOutcome {
   clientId?: string | undefined;
 }
 
-/** Every path the service answers (for `scopegate check`'s shadowed-route warning). */
-export const SERVICE_PATHS: readonly string[] = [TOKEN_PATHS.hipchat, TOKEN_PATHS.livedigital, TOKEN_PATHS.standard, JWKS_PATH, METADATA_PATH];
+export const SESSION_PATH_PREFIX = '/v2/oauth/token/';
+export const REVOKE_PATH = '/oauth/revoke';
+export const INTROSPECT_PATH = '/oauth/introspect';
+export const PERSONAL_TOKENS_PATH = '/v2/oauth/personal-tokens';
+/** `/v2/room/{room_id_or_name}/notification-tokens` */
+export const ROOM_TOKENS_SEGMENT = 'notification-tokens';
+
+/**
+ * Every path the service answers, `{x}` for one segment (for `scopegate check`'s shadowed-route
+ * warning); the Integration page's paths are added by `servicePaths(config)`.
+ */
+export const SERVICE_PATHS: readonly string[] = [
+  TOKEN_PATHS.hipchat,
+  TOKEN_PATHS.livedigital,
+  TOKEN_PATHS.standard,
+  JWKS_PATH,
+  METADATA_PATH,
+  `${SESSION_PATH_PREFIX}{access_token}`,
+  REVOKE_PATH,
+  INTROSPECT_PATH,
+  PERSONAL_TOKENS_PATH,
+  `${PERSONAL_TOKENS_PATH}/{id}`,
+  `/v2/room/{room_id_or_name}/${ROOM_TOKENS_SEGMENT}`,
+  `/v2/room/{room_id_or_name}/${ROOM_TOKENS_SEGMENT}/{id}`,
+];
+
+/** SERVICE_PATHS plus the Integration page (its path and `<path>/*`) when configured. */
+export function servicePaths(ts: { integration_page?: string | undefined } | undefined): string[] {
+  return ts?.integration_page !== undefined ? [...SERVICE_PATHS, ts.integration_page, `${ts.integration_page}/*`] : [...SERVICE_PATHS];
+}
+
+/** A parameterised service path, matched (pure): which route and its decoded parameters. */
+export type ServicePathMatch =
+  | { route: 'session'; token: string }
+  | { route: 'personal_tokens'; id?: string | undefined }
+  | { route: 'room_tokens'; room: string; id?: string | undefined }
+  | { route: 'bad_path' };
+
+function decodeSegment(seg: string): string | undefined {
+  try {
+    return decodeURIComponent(seg);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Matches the parameterised paths of the service (the exact ones are a Map lookup). Never throws;
+ * a segment that is not valid percent-encoding (or is empty) is `bad_path` (400), not a miss, so
+ * the route table never sees such a path either.
+ */
+export function matchServicePath(path: string): ServicePathMatch | undefined {
+  if (path.length > 8192) return undefined;
+  if (path.startsWith(SESSION_PATH_PREFIX)) {
+    const rest = path.slice(SESSION_PATH_PREFIX.length);
+    if (rest.includes('/')) return undefined;
+    const token = decodeSegment(rest);
+    return token === undefined || token === '' ? { route: 'bad_path' } : { route: 'session', token };
+  }
+  if (path === PERSONAL_TOKENS_PATH) return { route: 'personal_tokens' };
+  if (path.startsWith(`${PERSONAL_TOKENS_PATH}/`)) {
+    const rest = path.slice(PERSONAL_TOKENS_PATH.length + 1);
+    if (rest.includes('/')) return undefined;
+    const id = decodeSegment(rest);
+    return id === undefined || id === '' ? { route: 'bad_path' } : { route: 'personal_tokens', id };
+  }
+  if (path.startsWith('/v2/room/')) {
+    const parts = path.slice('/v2/room/'.length).split('/');
+    if (parts.length < 2 || parts.length > 3 || parts[1] !== ROOM_TOKENS_SEGMENT) return undefined;
+    const room = decodeSegment(parts[0]!);
+    if (room === undefined || room === '') return { route: 'bad_path' };
+    if (parts.length === 2) return { route: 'room_tokens', room };
+    const id = decodeSegment(parts[2]!);
+    return id === undefined || id === '' ? { route: 'bad_path' } : { route: 'room_tokens', room, id };
+  }
+  return undefined;
+}
 
 const outcomes = new WeakMap<Response, ServiceOutcome>();
 
@@ -132,6 +241,20 @@ export async function readBodyLimited(req: Request, limit: number): Promise<Body
   }
 }
 
+const ERROR_CODE_SET: ReadonlySet<ErrorCode> = new Set(ERROR_CODES);
+
+/** The `reason` of a rendered refusal (the envelope's error.reason, or the RFC 6749 error), for the access line. */
+function reasonOf(r: RenderedResponse): ErrorCode | undefined {
+  if (r.status < 400) return undefined;
+  try {
+    const v = JSON.parse(r.body) as { error?: { reason?: unknown } | string };
+    const code = typeof v.error === 'string' ? v.error : v.error?.reason;
+    return typeof code === 'string' && ERROR_CODE_SET.has(code as ErrorCode) ? (code as ErrorCode) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 function toResponse(r: RenderedResponse, head: boolean): Response {
   return new Response(head ? null : r.body, { status: r.status, headers: r.headers });
 }
@@ -151,6 +274,13 @@ export async function createTokenService(loaded: LoadedConfig, deps: TokenServic
   if (needsRing && keyRing?.ensureKey) await keyRing.ensureKey();
   const signer = await createTokenSigner(issuer, { keyRing, baseDir, configPath: 'token_service.issuer' });
 
+  // ── revocation: this replica's denylist, synced before the service answers anything ─────────
+  const denylist = createDenylist(store, { clock, maxLagMs: ts.revocation.max_lag_ms, logger, metrics, ...deps.denylist });
+  await denylist.start();
+  const usage = createUsageRecorder(store, { clock, metrics, logger });
+
+  const limits = { ...DEFAULT_ATTEMPT_LIMITS, ...(deps.endpoint?.attempts ?? {}) };
+  const userAttempts = createAttemptLimiter({ maxFailures: limits.perUser, windowMs: limits.windowMs, maxKeys: limits.maxKeys, clock });
   const endpoint = createTokenEndpoint({
     store,
     signer,
@@ -158,8 +288,95 @@ export async function createTokenService(loaded: LoadedConfig, deps: TokenServic
     logger,
     metrics,
     settings: { lifetimes: ts.lifetimes, passwordGrant: ts.password_grant, users: ts.users, render, ...deps.endpoint },
+    userAttempts,
+    onRevoked: (entries) => {
+      for (const e of entries) denylist.add(e.jti, e.expiresAt);
+    },
   });
   const scopes = routeScopes(loaded.routes);
+  const renderTokenErrorStandard = (err: GatewayError) => renderTokenError('standard', err, render);
+
+  // ── the gateway's verifier semantics for tokens in paths, bearers and introspection ─────────
+  let verify = deps.verify;
+  if (!verify) {
+    const own = await createTokenVerifier(config.tokens, {
+      clock,
+      baseDir,
+      storeKeys: { issuer: issuer.name, publicJwks: () => signer.publicJwks(), invalidate: () => (keyRing as { invalidate?: () => void } | undefined)?.invalidate?.() },
+    });
+    verify = (t) => own.verify(t);
+  }
+  const aud = Array.isArray(issuer.audience) ? issuer.audience[0] : issuer.audience;
+  const sessions = createSessions({
+    store,
+    clock,
+    logger,
+    metrics,
+    verify,
+    denylist,
+    authenticator: createClientAuthenticator({
+      getClient: async (id) => {
+        try {
+          return await store.getClient(id);
+        } catch (e) {
+          metrics.storeErrors.inc({ op: 'getClient' });
+          throw new GatewayError('store_unavailable', { why: `token store getClient failed: ${clip((e as Error).message ?? String(e), 200)}` });
+        }
+      },
+      clock,
+      cacheTtlMs: deps.endpoint?.clientCache?.ttlMs,
+      cacheMaxEntries: deps.endpoint?.clientCache?.maxEntries,
+    }),
+    issuerName: issuer.name,
+    iss: issuer.issuer,
+    aud,
+    render,
+    extract: { sources: config.tokens.sources, queryParam: config.tokens.query_param, maxTokenBytes: config.tokens.max_token_bytes },
+  });
+  const personal = createPersonalTokens({ store, signer, clock, logger, metrics, sessions, personalS: ts.lifetimes.personal_s });
+
+  // ── the Integration page ─────────────────────────────────────────────────────────────────────
+  let page: IntegrationPage | undefined;
+  if (ts.integration_page !== undefined) {
+    page = createIntegrationPage({
+      page: ts.integration_page.replace(/\/+$/, '') || '/integration',
+      store,
+      clock,
+      logger,
+      sessions: createPageSessions({ keys: pageKeyMaterial(), clock }),
+      personal,
+      checkUser: (u, p) => endpoint.checkUser(u, p),
+      userAttempts,
+      ipAttempts: createAttemptLimiter({ maxFailures: limits.perClient, windowMs: limits.windowMs, maxKeys: limits.maxKeys, clock }),
+      personalS: ts.lifetimes.personal_s,
+      defaultScopes: scopes,
+      storeUsers: ts.users === 'store',
+    });
+  }
+
+  /**
+   * What the page's session MAC key derives from: material every replica already shares — the
+   * issuer's HMAC secrets, its private key file, or the store's ES256 private keys (all of them, newest first,
+   * so a rotation does not end open sessions). Re-read at most every 5 s.
+   */
+  function pageKeyMaterial(): () => Promise<readonly Uint8Array[]> {
+    let cached: { at: number; keys: readonly Uint8Array[] } | undefined;
+    return async () => {
+      const now = clock();
+      if (cached && now - cached.at < 5000) return cached.keys;
+      let keys: Uint8Array[];
+      if (issuer!.secrets?.length) keys = issuer!.secrets.map((x) => new TextEncoder().encode(x));
+      else if (issuer!.private_key_file !== undefined) keys = [await readFile(resolvePath(baseDir ?? process.cwd(), issuer!.private_key_file))];
+      else {
+        const rows = await store.listKeys();
+        const live = rows.filter((k) => k.retiredAt === undefined).concat(rows.filter((k) => k.retiredAt !== undefined));
+        keys = live.map((k) => new TextEncoder().encode(k.privateJwk));
+        if (keys.length === 0) throw new GatewayError('keys_unavailable', { why: 'the token store has no signing key to derive the Integration page key from' });
+      }
+      cached = { at: now, keys };
+      return keys;
+    };
+  }
 
   function envelope(code: ErrorCode, detail: ConstructorParameters<typeof GatewayError>[1] = {}): RenderedResponse {
     const r = renderError(new GatewayError(code, detail), render);
@@ -193,11 +410,70 @@ export async function createTokenService(loaded: LoadedConfig, deps: TokenServic
     body: JSON.stringify(value),
   });
 
-  /**
-   * The service's route table: exact paths. The next issue adds GET/DELETE /v2/oauth/token/{token},
-   * POST /oauth/revoke, POST /oauth/introspect, the personal and room notification token paths and
-   * the Integration page here (parameterised paths then need a matcher, not only `byPath`).
-   */
+  /** A form-encoded RFC 7009 / 7662 request: no query, the standard body type, bounded. */
+  const clientFormRoute = (id: 'revoke' | 'introspect', path: string): ServiceRoute => ({
+    id,
+    path,
+    methods: ['POST'],
+    dialect: 'standard',
+    async run(req, url) {
+      const early = (why: string) => ({
+        rendered: renderTokenErrorStandard(new GatewayError('invalid_request', { why })),
+        outcome: { reason: 'invalid_request' as const, dialect: 'standard' as const },
+      });
+      if (url.search !== '') return early('parameters go in the body, not the URL');
+      if (!isMediaType(req.headers.get('content-type'), BODY_TYPES.standard)) return early(`the body must be ${BODY_TYPES.standard}`);
+      const body = await readBodyLimited(req, ts.max_body_bytes);
+      if (!body.ok) return early(body.why);
+      const parsed = parseFormBody(body.text);
+      if (!parsed.ok) return early(parsed.why);
+      const auth = req.headers.get('authorization');
+      const rendered = id === 'revoke' ? await sessions.revoke(auth, parsed.params) : await sessions.introspect(auth, parsed.params);
+      return { rendered, outcome: { reason: reasonOf(rendered), dialect: 'standard' } };
+    },
+  });
+
+  /** Runs a bearer-authenticated JSON route; a GatewayError becomes the §2 envelope. */
+  async function enveloped(run: () => Promise<RenderedResponse>) {
+    try {
+      const rendered = await run();
+      return { rendered, outcome: { reason: reasonOf(rendered) } };
+    } catch (e) {
+      if (!isGatewayError(e)) throw e;
+      logger.info({ event: 'token_service_refused', reason: e.code, why: e.detail.why }, 'token service request refused');
+      return { rendered: sessions.envelope(e), outcome: { reason: e.code } };
+    }
+  }
+
+  const maxBodyBytes = ts.max_body_bytes;
+  async function jsonBody(req: Request): Promise<unknown> {
+    if (!isMediaType(req.headers.get('content-type'), 'application/json')) throw new GatewayError('invalid_request', { why: 'the body must be application/json' });
+    const body = await readBodyLimited(req, maxBodyBytes);
+    if (!body.ok) throw new GatewayError('invalid_request', { why: body.why });
+    try {
+      return JSON.parse(body.text) as unknown;
+    } catch {
+      throw new GatewayError('invalid_request', { why: 'the body is not JSON' });
+    }
+  }
+
+  const ownTokensRoute = (kind: OwnTokenKind): ServiceRoute => ({
+    id: kind === 'personal' ? 'personal_tokens' : 'room_notification_tokens',
+    path: '',
+    methods: ['GET', 'POST', 'DELETE'],
+    run: (req, url) =>
+      enveloped(async () => {
+        const m = matchServicePath(url.pathname);
+        const id = m && m.route !== 'bad_path' && m.route !== 'session' ? m.id : undefined;
+        const room = m?.route === 'room_tokens' ? m.room : undefined;
+        const allow = id === undefined ? ['GET', 'POST'] : ['DELETE'];
+        if (!allow.includes(req.method)) throw new GatewayError('method_not_allowed', { allow });
+        const caller = await sessions.caller(req, url);
+        const body = req.method === 'POST' ? await jsonBody(req) : undefined;
+        return personal.handle(req, { kind, room, id, body, caller });
+      }),
+  });
+
   const SERVICE_ROUTES: ServiceRoute[] = [
     tokenRoute('hipchat'),
     tokenRoute('livedigital'),
@@ -227,13 +503,88 @@ export async function createTokenService(loaded: LoadedConfig, deps: TokenServic
         if (base === undefined) {
           return { rendered: envelope('bad_request', { why: 'no usable Host header to build the metadata URLs from (set token_service.public_url)' }), outcome: { reason: 'bad_request' } };
         }
-        const doc = authorizationServerMetadata({ base, iss: issuer.issuer, scopes, passwordGrant: ts.password_grant });
+        const doc = {
+          ...authorizationServerMetadata({ base, iss: issuer.issuer, scopes, passwordGrant: ts.password_grant }),
+          revocation_endpoint: `${base}${REVOKE_PATH}`,
+          revocation_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post'],
+          introspection_endpoint: `${base}${INTROSPECT_PATH}`,
+          introspection_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post'],
+        };
         // Derived from the request's Host: never let a shared cache keep one client's view for another.
         return { rendered: jsonOk(doc, ts.public_url !== undefined ? 'public, max-age=60' : 'no-store'), outcome: {} };
       },
     },
+    clientFormRoute('revoke', REVOKE_PATH),
+    clientFormRoute('introspect', INTROSPECT_PATH),
   ];
   const byPath = new Map(SERVICE_ROUTES.map((r) => [r.path, r]));
+
+  const sessionRoute: ServiceRoute = {
+    id: 'session',
+    path: '',
+    methods: ['GET', 'DELETE'],
+    run: (req, url) =>
+      enveloped(async () => {
+        const m = matchServicePath(url.pathname);
+        if (m?.route !== 'session') throw new GatewayError('bad_request', { why: 'the session path has no token' });
+        return req.method === 'DELETE' ? sessions.deleteSession(req, url, m.token) : sessions.getSession(req, url, m.token);
+      }),
+  };
+  const personalRoute = ownTokensRoute('personal');
+  const roomRoute = ownTokensRoute('room_notification');
+  const badPathRoute: ServiceRoute = {
+    id: 'token_service_bad_path',
+    path: '',
+    methods: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'],
+    run: async () => ({ rendered: envelope('bad_request', { why: 'a token-service path segment is empty or not valid percent-encoding' }), outcome: { reason: 'bad_request' } }),
+  };
+  const pageRoute: ServiceRoute | undefined = page && {
+    id: 'integration_page',
+    path: '',
+    methods: ['GET', 'HEAD', 'POST'],
+    async run(req, url, facts) {
+      let form: URLSearchParams | undefined;
+      let formError: string | undefined;
+      if (req.method === 'POST') {
+        if (!isMediaType(req.headers.get('content-type'), 'application/x-www-form-urlencoded')) formError = 'it is not application/x-www-form-urlencoded';
+        else {
+          const body = await readBodyLimited(req, ts.max_body_bytes);
+          if (body.ok) form = new URLSearchParams(body.text);
+          else formError = body.why;
+        }
+      }
+      let rendered: RenderedResponse & { reason?: string | undefined };
+      try {
+        rendered = await page!.handle(req, { path: url.pathname, form, formError, proto: facts.proto, clientIp: facts.clientIp });
+      } catch (e) {
+        if (!isGatewayError(e)) throw e;
+        metrics.storeErrors.inc({ op: 'integration_page' });
+        logger.warn({ event: 'integration_page_unavailable', reason: e.code, why: e.detail.why }, 'integration page could not answer');
+        rendered = { status: 503, headers: { ...PAGE_HEADERS }, body: '<!doctype html><html lang="en"><title>Unavailable</title><h1>Temporarily unavailable</h1><p>Try again in a moment.</p></html>', reason: e.code };
+      }
+      const { reason, ...plain } = rendered;
+      return { rendered: plain, outcome: { reason: reason !== undefined && (ERROR_CODE_SET as ReadonlySet<string>).has(reason) ? (reason as ErrorCode) : undefined } };
+    },
+  };
+
+  /** The route for a path (no query), exact paths first. */
+  function routeFor(path: string): ServiceRoute | undefined {
+    const exact = byPath.get(path);
+    if (exact) return exact;
+    if (page?.matches(path)) return pageRoute;
+    const m = matchServicePath(path);
+    if (!m) return undefined;
+    switch (m.route) {
+      case 'session':
+        return sessionRoute;
+      case 'personal_tokens':
+        return personalRoute;
+      case 'room_tokens':
+        return roomRoute;
+      case 'bad_path':
+        return badPathRoute;
+    }
+  }
 
   // ── purge ────────────────────────────────────────────────────────────────────────────────────
   const purgeIntervalMs = deps.purgeIntervalMs ?? 60_000;
@@ -259,14 +610,18 @@ export async function createTokenService(loaded: LoadedConfig, deps: TokenServic
   purgeTimer?.unref();
 
   return {
+    denylist,
+    usage,
+    issuerName: issuer.name,
+
     matches(_method, path) {
       const q = path.indexOf('?');
-      return byPath.has(q === -1 ? path : path.slice(0, q));
+      return routeFor(q === -1 ? path : path.slice(0, q)) !== undefined;
     },
 
     async handle(req, facts) {
       const url = new URL(req.url);
-      const route = byPath.get(url.pathname);
+      const route = routeFor(url.pathname);
       const head = req.method === 'HEAD';
       const finish = (rendered: RenderedResponse, outcome: ServiceOutcome): Response => {
         const res = toResponse(rendered, head);
@@ -277,7 +632,7 @@ export async function createTokenService(loaded: LoadedConfig, deps: TokenServic
       if (!route.methods.includes(req.method)) {
         const err = new GatewayError('method_not_allowed', { allow: route.methods });
         const r = renderError(err, render);
-        const headers = route.dialect ? { ...r.headers, ...NO_STORE_HEADERS } : r.headers;
+        const headers = { ...r.headers, ...NO_STORE_HEADERS };
         return finish({ status: r.status, headers, body: r.body }, { route: route.id, reason: 'method_not_allowed', dialect: route.dialect });
       }
       try {
@@ -297,6 +652,7 @@ export async function createTokenService(loaded: LoadedConfig, deps: TokenServic
       } catch (e) {
         return { ok: false, error: `token store (${store.kind}) does not answer: ${clip((e as Error).message ?? String(e), 200)}` };
       }
+      if (!denylist.ready()) return { ok: false, error: 'the revocation denylist has not synced with the token store (its last sync failed)' };
       if (signer.source === 'store') {
         try {
           await keyRing!.signingKey();
@@ -309,6 +665,8 @@ export async function createTokenService(loaded: LoadedConfig, deps: TokenServic
 
     async close() {
       if (purgeTimer) clearInterval(purgeTimer);
+      await denylist.close();
+      await usage.flush();
       await purging;
     },
   };

@@ -278,6 +278,11 @@ describe('JWKS and RFC 8414 metadata', () => {
       response_types_supported: [],
       grant_types_supported: ['client_credentials', 'password', 'refresh_token'],
       token_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post'],
+      // RFC 7009 / RFC 7662 endpoints (sessions.ts), advertised since issue 14.
+      revocation_endpoint: `${pw.url}/oauth/revoke`,
+      revocation_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post'],
+      introspection_endpoint: `${pw.url}/oauth/introspect`,
+      introspection_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post'],
     });
     const fromHs = await fetch(`${hs.url}/.well-known/oauth-authorization-server`);
     expect(fromHs.headers.get('cache-control')).toBe('public, max-age=60');
