@@ -127,7 +127,12 @@ function spawnApp(runtime: string, args: string[], env: Record<string, string> =
   });
 }
 
-const body = (r: RawResponse) => JSON.parse(r.body) as Record<string, any>;
+/** A JSON body: an envelope, the app's answer or /handled's count. */
+interface Body {
+  [k: string]: unknown;
+  error: { reason: string; [k: string]: unknown };
+}
+const body = (r: RawResponse) => JSON.parse(r.body) as Body;
 
 /** The behaviours SPEC §8 asks of the door, against one running app. */
 function behaviours(name: string, start: () => Promise<Running>): void {
