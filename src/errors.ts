@@ -10,7 +10,31 @@
  *   throw new GatewayError('scope_insufficient', { scopes: ['view_group', 'view_room'] });
  *   const { status, headers, body } = renderError(err, { realm: 'api' });
  */
-import { STATUS_CODES } from 'node:http';
+
+/**
+ * Reason phrases of the statuses the gateway writes itself (RFC 9110 §15), as HipChat's `type`.
+ * A table of our own instead of node:http's STATUS_CODES: this module runs in every door, the Hono
+ * middleware on non-Node runtimes included.
+ */
+export const REASON_PHRASES: Readonly<Record<number, string>> = {
+  200: 'OK',
+  201: 'Created',
+  202: 'Accepted',
+  204: 'No Content',
+  400: 'Bad Request',
+  401: 'Unauthorized',
+  403: 'Forbidden',
+  404: 'Not Found',
+  405: 'Method Not Allowed',
+  408: 'Request Timeout',
+  413: 'Payload Too Large',
+  429: 'Too Many Requests',
+  431: 'Request Header Fields Too Large',
+  500: 'Internal Server Error',
+  502: 'Bad Gateway',
+  503: 'Service Unavailable',
+  504: 'Gateway Timeout',
+};
 
 export const ERROR_CODES = [
   'bad_request',
@@ -219,7 +243,7 @@ export function renderError(err: GatewayError, opts: RenderOptions): RenderedErr
     error: {
       code: status,
       message: row.message(d, opts),
-      type: STATUS_CODES[status] ?? 'Error',
+      type: REASON_PHRASES[status] ?? 'Error',
       reason: err.code,
     },
   });

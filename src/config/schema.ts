@@ -31,6 +31,9 @@ export const ALGORITHMS = [
 export const HMAC_ALGORITHMS: readonly string[] = ['HS256', 'HS384', 'HS512'];
 
 const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.number().int().min(min).max(max);
+/** The longest delay a Node or Bun timer can hold (2^31 - 1 ms, ~24.8 days); longer fires at once. */
+const MAX_TIMER_MS = 2_147_483_647;
+const ms = (min: number) => int(min, MAX_TIMER_MS);
 const port = int(0, 65535);
 const nonEmpty = z.string().min(1);
 
@@ -44,11 +47,11 @@ const Listen = z.strictObject({
   host: nonEmpty.default('0.0.0.0'),
   port: port.default(8080),
   /** The whole request head must arrive within this many ms (408, connection closed). */
-  header_timeout_ms: int(1).default(10_000),
+  header_timeout_ms: ms(1).default(10_000),
   /** Longest pause inside a request body, ms: then 408 request_timeout, the upstream request aborted. */
-  body_idle_timeout_ms: int(1).default(30_000),
+  body_idle_timeout_ms: ms(1).default(30_000),
   /** A keep-alive connection idle between requests is closed after this many ms. */
-  idle_timeout_ms: int(1).default(65_000),
+  idle_timeout_ms: ms(1).default(65_000),
   /** Open client connections at most; more are closed at once. */
   max_connections: int(1).default(10_000),
   /** Incoming header names containing "_": dropped (default; CGI/WSGI fold "_" into "-") or kept. */
@@ -66,9 +69,9 @@ const Admin = z.strictObject({
 const Upstream = z.strictObject({
   url: z.url({ protocol: /^https?$/, error: 'must be an absolute http:// or https:// URL' }),
   /** No response headers within this many ms -> 504 upstream_timeout. */
-  timeout_ms: int(1).default(30_000),
+  timeout_ms: ms(1).default(30_000),
   /** TCP (and TLS) connect budget in ms -> 502 upstream_unavailable when exceeded. */
-  connect_timeout_ms: int(1).default(2_000),
+  connect_timeout_ms: ms(1).default(2_000),
   /** Keep-alive connections kept to this upstream (undici Pool `connections`). */
   max_sockets: int(1).default(256),
 });
@@ -308,7 +311,7 @@ const TokenService = z.strictObject({
   lifetimes: Lifetimes.prefault({}),
   revocation: z.strictObject({ max_lag_ms: int(10).default(1000) }).prefault({}),
   /** Optional path of the self-service Integration page. */
-  integration_page: z.string().regex(/^\/[A-Za-z0-9_.~\/-]*$/).optional(),
+  integration_page: z.string().regex(/^\/[A-Za-z0-9_.~/-]*$/).optional(),
   /** Largest token-endpoint request body, bytes. */
   max_body_bytes: int(256, 1_048_576).default(16_384),
 });
@@ -320,7 +323,7 @@ export const GatewayConfigSchema = z
     admin: Admin.prefault({}),
     realm: z.string().regex(/^[^"\\]+$/, 'no quotes or backslashes').default('scopegate'),
     docs_url: z.url().optional(),
-    shutdown_timeout_ms: int(0).default(10_000),
+    shutdown_timeout_ms: ms(0).default(10_000),
     watch: z.boolean().default(false),
     /** Where routes forward to. May be empty only when the gateway runs as forward auth (it forwards nothing). */
     upstreams: z.record(z.string().regex(/^[A-Za-z0-9_.-]+$/), Upstream).default({}),
@@ -367,7 +370,7 @@ export const GatewayConfigSchema = z
         message: `unknown issuer "${c.token_service.issuer}"; defined: ${c.tokens.issuers.map((i) => i.name).join(', ')}`,
       });
     }
-    if (c.fallback === 'authenticated' && !c.upstreams.default) {
+    if (c.fallback === 'authenticated' && !c.upstreams.default && !(c.forward_auth && names.length === 0)) {
       ctx.addIssue({ code: 'custom', path: ['fallback'], message: 'fallback: authenticated forwards to upstream "default", which is not defined' });
     }
   });

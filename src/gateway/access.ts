@@ -2,7 +2,7 @@
  * The one access line per request, and the request metrics, written in one place for every door
  * (SPEC §6): request id, method, path with the token redacted (observability/logger.ts'
  * redactUrl), route, status, decision, reason, durations, token id or subject, client ip. Fields
- * taken from the request or the token are clipped to 256 bytes; no token ever appears.
+ * taken from the request or the token are redacted and clipped to 256 bytes; no token ever appears.
  *
  * @example
  *   const access = createAccessLog({ logger, metrics, clock, tokenParam: 'auth_token' });
@@ -12,7 +12,7 @@
  */
 import { clip } from '../clip.js';
 import type { ErrorCode } from '../errors.js';
-import { accessLogger, redactUrl, type Logger } from '../observability/logger.js';
+import { accessFields, accessLogger, redactUrl, type Logger } from '../observability/logger.js';
 import type { Decision as DecisionLabel, Metrics } from '../observability/metrics.js';
 import type { Clock, CompiledRoute, Principal } from '../types.js';
 
@@ -50,7 +50,6 @@ export function requestIdOf(given: string | string[] | undefined): string {
   return typeof given === 'string' && REQUEST_ID.test(given) ? given : globalThis.crypto.randomUUID();
 }
 
-const s = (v: string | undefined): string | undefined => (v === undefined ? undefined : clip(v));
 
 export function createAccessLog(deps: { logger: Logger; metrics: Metrics; clock: Clock; tokenParam: string }): AccessLog {
   const { metrics, clock } = deps;
@@ -80,24 +79,25 @@ export function createAccessLog(deps: { logger: Logger; metrics: Metrics; clock:
       metrics.observeRequest({ route: routeId, method: rec.method, status, decision: rec.decision, seconds: elapsedMs / 1000, reason: rec.reason });
       if (!access.isLevelEnabled('info')) return;
       const p = rec.principal;
+      // accessFields redacts anything token-shaped, then clips every string to 256 bytes.
       access.info(
-        {
+        accessFields({
           request_id: rec.requestId,
           method: clip(rec.method, 32),
-          path: rec.url === undefined ? undefined : clip(redactUrl(rec.url, redactParams)),
+          path: rec.url === undefined ? undefined : redactUrl(rec.url, redactParams),
           route: routeId,
           status,
           decision: rec.decision,
           reason: rec.reason,
-          why: s(rec.why),
+          why: rec.why,
           duration_ms: Math.round(elapsedMs * 1000) / 1000,
           upstream_ms: rec.upstreamMs,
-          token_id: s(p?.tokenId),
-          subject: s(p?.subject),
-          client_type: s(p?.clientType),
-          limit_key: s(rec.limitKey),
-          client_ip: s(rec.clientIp),
-        },
+          token_id: p?.tokenId,
+          subject: p?.subject,
+          client_type: p?.clientType,
+          limit_key: rec.limitKey,
+          client_ip: rec.clientIp,
+        }),
         'request',
       );
     },

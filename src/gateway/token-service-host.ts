@@ -38,7 +38,13 @@ export async function openTokenServiceHost(
 ): Promise<TokenServiceHost | undefined> {
   const ts = loaded.config.token_service;
   if (!ts) return undefined;
-  const store = await openTokenStore(ts.store, { baseDir: loaded.baseDir, metrics: deps.metrics, logger: deps.logger } as Parameters<typeof openTokenStore>[1]);
+  const store = await openTokenStore(ts.store, {
+    baseDir: loaded.baseDir,
+    metrics: { storeErrors: deps.metrics.storeErrors },
+    logger: { warn: (obj: object, msg: string) => deps.logger.warn(obj, msg) },
+    // A CLI command may hold an embedded store's lock for a moment: wait it out instead of failing.
+    lockWaitMs: 10_000,
+  });
   const keyRing = createKeyRing(store, { clock: deps.clock, maxLifetimeMs: maxTokenLifetimeMs(ts, loaded.config.tokens.clock_tolerance_s) });
   const issuer = loaded.config.tokens.issuers.find((i) => i.name === ts.issuer)!;
   const ownKeys = KEY_SOURCES.some((k) => issuer[k] !== undefined);

@@ -12,7 +12,8 @@ import { closedPortUrl, startUpstream } from '../../test/helpers/upstream.js';
 import type { Upstream } from '../../test/helpers/upstream.js';
 import { CLIENT_CLOSED_REQUEST, createForwarder, DEFAULT_BODY_IDLE_TIMEOUT_MS } from './forward.js';
 import type { ForwardResult } from './forward.js';
-import { buildUpstreamHeaders, stripQueryParams } from './upstream-headers.js';
+import { stripParams } from '../http/raw-query.js';
+import { buildUpstreamHeaders } from './upstream-headers.js';
 
 const principal: Principal = { issuerName: 'local', iss: 'scopegate-local', subject: 'user-42', clientType: 'user', scopes: ['view_group'] };
 const DROP = new Set(['auth_token', 'auth_test']);
@@ -49,7 +50,7 @@ async function gateway(upstreamUrl: string, cfg: Partial<UpstreamConfig> = {}): 
   const optsFor = (req: IncomingMessage) => {
     const raw = req.url ?? '/';
     const q = raw.indexOf('?');
-    const query = q === -1 ? '' : stripQueryParams(raw.slice(q + 1), DROP);
+    const query = q === -1 ? '' : stripParams(raw.slice(q + 1), DROP);
     return {
       upstream: 'default',
       pathAndQuery: (q === -1 ? raw : raw.slice(0, q)) + (query ? `?${query}` : ''),

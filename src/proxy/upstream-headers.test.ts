@@ -10,37 +10,9 @@ import {
   foldHeaderName,
   responseHeaderList,
   safeHeaderValue,
-  stripQueryParams,
 } from './upstream-headers.js';
 
-const DROP = new Set(['auth_token', 'auth_test']);
 
-describe('stripQueryParams', () => {
-  it.each([
-    ['removes auth_token and keeps the rest', 'auth_token=abc&expand=items.user', 'expand=items.user'],
-    ['removes auth_test', 'auth_test=true&max-results=10', 'max-results=10'],
-    ['removes both', 'auth_test=TRUE&auth_token=abc', ''],
-    ['removes a percent-encoded name', 'a=1&auth%5Ftoken=abc', 'a=1'],
-    ['removes a name with lower-case escapes', 'auth%5ftoken=abc&b=2', 'b=2'],
-    ['removes a bare name without value', 'auth_token&x=1', 'x=1'],
-    ['removes every occurrence', 'auth_token=a&q=1&auth_token=b', 'q=1'],
-    ['keeps repeated names in order', 'a=1&auth_token=t&a=2', 'a=1&a=2'],
-    ['keeps escapes byte for byte', 'x=%2F&y=%2f%20+z', 'x=%2F&y=%2f%20+z'],
-    ['keeps empty values', 'a=&b&auth_token=t', 'a=&b'],
-    ['does not split on ";"', 'a=1;auth_token=t&b=2', 'a=1;auth_token=t&b=2'],
-    ['keeps names that only contain the dropped name', 'my_auth_token=1&auth_token_x=2', 'my_auth_token=1&auth_token_x=2'],
-    ['keeps a value that looks like the name', 'q=auth_token%3Dx', 'q=auth_token%3Dx'],
-    ['keeps a malformed escape', 'a=%zz&%E0%A4%A=1', 'a=%zz&%E0%A4%A=1'],
-    ['returns empty for empty input', '', ''],
-    ['returns empty when only the token was there', 'auth_token=abc', ''],
-  ])('%s', (_name, input, expected) => {
-    expect(stripQueryParams(input, DROP)).toBe(expected);
-  });
-
-  it('uses the configured names only', () => {
-    expect(stripQueryParams('access_token=x&auth_token=y', new Set(['access_token']))).toBe('auth_token=y');
-  });
-});
 
 const principal: Principal = {
   issuerName: 'local',

@@ -9,8 +9,6 @@
  * ending up with two spellings of the same field.
  *
  * @example
- *   const query = stripQueryParams('auth_token=abc&expand=items.user', new Set(['auth_token', 'auth_test']));
- *   // 'expand=items.user'
  *   const headers = buildUpstreamHeaders(req.headers, {
  *     identityPrefix: 'X-Auth-', principal, token, forwardToken: true,
  *     requestId, clientIp: '10.0.0.7', proto: 'http', host: req.headers.host,
@@ -19,7 +17,6 @@
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Principal } from '../types.js';
-import { formDecode } from '../form-decode.js';
 
 /**
  * Fields that describe one connection, not the message (RFC 9110 §7.6.1), never copied between
@@ -86,24 +83,6 @@ function findHeader(h: HeaderRecord, lowerName: string): string | string[] | und
   return undefined;
 }
 
-/**
- * Removes every `name=value` pair whose decoded name is in `drop` from a raw query string
- * (without the leading `?`). Every other pair is kept byte for byte and in order — repeated
- * names, empty values and escapes such as `%2F` untouched; only `&` separates pairs. Returns ''
- * when nothing is left.
- *
- * @example
- *   stripQueryParams('a=1&auth%5Ftoken=t&a=2', new Set(['auth_token'])); // 'a=1&a=2'
- */
-export function stripQueryParams(rawQuery: string, drop: ReadonlySet<string>): string {
-  if (rawQuery === '') return '';
-  const kept = rawQuery.split('&').filter((pair) => {
-    const eq = pair.indexOf('=');
-    const name = eq === -1 ? pair : pair.slice(0, eq);
-    return !drop.has(formDecode(name));
-  });
-  return kept.join('&');
-}
 
 /**
  * Makes a claim value safe as a header value: control characters (CR, LF, NUL, DEL, ...) removed,

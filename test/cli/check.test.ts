@@ -162,11 +162,11 @@ describe('scopegate check: the route table', () => {
     expect(r.code).toBe(0);
     const lines = r.stdout.split('\n');
     expect(lines.find((l) => l.startsWith('id '))).toMatch(/^id +methods +path +scopes +client types +room +limits +upstream$/);
-    expect(lines.find((l) => l.startsWith('/v2/capabilities'))).toMatch(/\* +\/v2\/capabilities +public +- +- +- +default/);
+    expect(lines.find((l) => l.startsWith('/v2/capabilities'))).toMatch(/\* \(not TRACE, CONNECT\) +\/v2\/capabilities +public +- +- +- +default/);
     expect(lines.find((l) => l.startsWith('notify'))).toMatch(
       /POST +\/v2\/room\/\{room\}\/notification +any of send_notification +room,user +\{room\} +500\/300s \(room 100\/300s\); flood 30\/60s per \{room\} +default/,
     );
-    expect(lines.find((l) => l.startsWith('admin'))).toMatch(/\* +\/v2\/admin\/\* +all of admin_group view_group +user +- +50\/60s \(own window\) +default/);
+    expect(lines.find((l) => l.startsWith('admin'))).toMatch(/\* \(not TRACE, CONNECT\) +\/v2\/admin\/\* +all of admin_group view_group +user +- +50\/60s \(own window\) +default/);
     expect(r.stdout).toMatch(/0 error\(s\), 0 warning\(s\)/);
   });
 
