@@ -6,6 +6,7 @@
 import http from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { mintToken } from './auth/mint.js';
+import { runClients } from './commands/clients.js';
 import { loadConfigFile } from './config/load.js';
 import { createLogger } from './observability/logger.js';
 import { startGateway } from './server.js';
@@ -61,6 +62,15 @@ async function main(): Promise<void> {
   say(`curl -i -X POST -H "Authorization: Bearer $ROOM" ${u}/v2/room/7/notification`);
   say('# 202: auth_test answers without calling the API');
   say(`curl -i -X POST "${u}/v2/room/42/notification?auth_test=true&auth_token=$ROOM"`);
+  const addon = await registerDemoClient(configFile);
+  say();
+  say('# The token service: an add-on client was registered (scopegate clients create); get its token');
+  say('# by client_credentials, HipChat style (Basic + form), then use it:');
+  say(`CLIENT_ID=${addon.clientId}`);
+  say(`CLIENT_SECRET=${addon.secret}`);
+  say(`ADDON=$(curl -s -u "$CLIENT_ID:$CLIENT_SECRET" -d grant_type=client_credentials ${u}/v2/oauth/token | sed -E 's/.*"access_token":"([^"]+)".*/\\1/')`);
+  say(`curl -i -X POST -H "Authorization: Bearer $ADDON" ${u}/v2/room/42/notification -d '{"message":"from an add-on"}'`);
+  say(`curl -s ${u}/.well-known/oauth-authorization-server   # RFC 8414 metadata; keys at /.well-known/jwks.json`);
   say('# metrics');
   say(`curl -s ${gw.adminUrl}/metrics | grep scopegate_requests_total`);
   say();
@@ -70,6 +80,26 @@ async function main(): Promise<void> {
   };
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
+}
+
+/**
+ * Registers the demo's add-on client with the same command operators use (`scopegate clients
+ * create`), through the running gateway's store; an earlier run's demo client is deleted first.
+ */
+async function registerDemoClient(file: string): Promise<{ clientId: string; secret: string }> {
+  const run = async (args: string[]): Promise<string> => {
+    let out = '';
+    let err = '';
+    const code = await runClients(args, { stdout: (t) => void (out += t), stderr: (t) => void (err += t), env: process.env });
+    if (code !== 0) throw new Error(`clients ${args[0]}: ${err.trim()}`);
+    return out;
+  };
+  const listed = JSON.parse(await run(['list', '--config', file, '--json'])) as { clients: Array<{ client_id: string; name: string }> };
+  for (const c of listed.clients) if (c.name === 'demo-addon') await run(['delete', c.client_id, '--config', file]);
+  const created = JSON.parse(
+    await run(['create', '--config', file, '--name', 'demo-addon', '--client-type', 'group', '--scopes', 'send_notification view_room view_group', '--group', '1', '--group-name', 'Demo', '--json']),
+  ) as { client_id: string; client_secret: string };
+  return { clientId: created.client_id, secret: created.client_secret };
 }
 
 main().catch((err: unknown) => {
