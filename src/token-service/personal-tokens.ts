@@ -111,10 +111,6 @@ export function parseOwnTokenRequest(body: unknown, o: { allowed: readonly strin
     if (outside.length) return { ok: false, code: 'invalid_scope', why: `scope ${clip(outside[0]!, 64)} exceeds the caller's scopes` };
     scopes = o.allowed.filter((s) => list.includes(s));
   }
-  if (o.fixedScopes) {
-    const outside = scopes.filter((s) => !o.allowed.includes(s) && !o.fixedScopes!.includes(s));
-    if (outside.length) return { ok: false, code: 'invalid_scope', why: `scope ${clip(outside[0]!, 64)} exceeds the caller's scopes` };
-  }
 
   let ttl = o.maxLifetimeS;
   const rawTtl = Object.hasOwn(b, 'expires_in_s') ? b['expires_in_s'] : Object.hasOwn(b, 'expiresInS') ? b['expiresInS'] : undefined;
@@ -175,6 +171,8 @@ export interface PersonalTokens {
 }
 
 export function createPersonalTokens(deps: PersonalTokensDeps): PersonalTokens {
+  if (!deps || !deps.store || !deps.signer || typeof deps.clock !== 'function') throw new TypeError('createPersonalTokens: store, signer and clock are required');
+  if (!Number.isSafeInteger(deps.personalS) || deps.personalS < 1) throw new TypeError(`createPersonalTokens: personalS must be a positive integer, got ${String(deps.personalS)}`);
   const { store, signer, clock, logger, metrics, sessions } = deps;
 
   async function guard<T>(op: string, run: () => Promise<T>): Promise<T> {

@@ -1,0 +1,233 @@
+/**
+ * The denylist (src/token-service/revocation.ts) on real stores: the embedded store in a temp
+ * dir and two "replicas" (two stores, two denylists) on one PostgreSQL schema — push by
+ * LISTEN/NOTIFY, the poll as the safety net, the listener's backend terminated and coming back
+ * during a revocation, an unreachable store (not ready, last denylist kept, counted), and the
+ * entries bounded by the tokens' expiry.
+ */
+import { Writable } from 'node:stream';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { createLogger } from '../../src/observability/logger.js';
+import { createMetrics, type Metrics } from '../../src/observability/metrics.js';
+import { createDenylist, type Denylist } from '../../src/token-service/revocation.js';
+import { openEmbeddedStore } from '../../src/token-service/store/embedded.js';
+import { openPostgresStore } from '../../src/token-service/store/postgres.js';
+import type { TokenStore } from '../../src/token-service/store.js';
+import { createTestSchema, describePostgres, type TestSchema } from '../helpers/postgres.js';
+import { tempDir, testClock, type TempDir } from '../helpers/tokens.js';
+
+function quietLogger() {
+  const lines: string[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      lines.push(...chunk.toString('utf8').split('\n').filter(Boolean));
+      cb();
+    },
+  });
+  return { logger: createLogger({ level: 'debug', destination: sink }), lines };
+}
+
+async function counter(metrics: Metrics, name: string, labels: Record<string, string>): Promise<number> {
+  const m = await metrics.registry.getSingleMetric(name)?.get();
+  return m?.values.find((v) => Object.entries(labels).every(([k, val]) => (v.labels as Record<string, unknown>)[k] === val))?.value ?? 0;
+}
+
+/** Polls `cond` every 5 ms; resolves with the elapsed ms once true, rejects after `timeoutMs`. */
+async function within(cond: () => boolean, timeoutMs: number): Promise<number> {
+  const t0 = performance.now();
+  while (!cond()) {
+    if (performance.now() - t0 > timeoutMs) throw new Error(`condition not met within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  return performance.now() - t0;
+}
+
+const HOUR = 3_600_000;
+
+describe('denylist on the embedded store', () => {
+  let dir: TempDir;
+  let store: TokenStore;
+  const opened: Denylist[] = [];
+  beforeAll(async () => {
+    dir = await tempDir();
+    store = await openEmbeddedStore(`${dir.path}/store`, { control: false });
+  });
+  afterEach(async () => {
+    for (const d of opened.splice(0)) await d.close();
+  });
+  afterAll(async () => {
+    await store.close();
+    await dir.cleanup();
+  });
+  const make = (o: Partial<Parameters<typeof createDenylist>[1]> = {}) => {
+    const { logger } = quietLogger();
+    const d = createDenylist(store, { clock: Date.now, maxLagMs: 200, logger, metrics: createMetrics({ processMetrics: false }), ...o });
+    opened.push(d);
+    return d;
+  };
+
+  it('is empty and not ready before start, and ready after the first full sync', async () => {
+    await store.revoke([{ jti: 'before-start', expiresAt: Date.now() + HOUR }], Date.now() - 10 * HOUR);
+    const d = make();
+    expect(d.ready()).toBe(false);
+    expect(d.has('before-start')).toBe(false);
+    await d.start();
+    expect(d.ready()).toBe(true);
+    // Revoked ten hours "ago" (older than any poll margin): only the full sync finds it.
+    expect(d.has('before-start')).toBe(true);
+    expect(d.has('never-revoked')).toBe(false);
+  });
+
+  it('holds a local add at once, before any store round trip', async () => {
+    const d = make();
+    await d.start();
+    d.add('local-now', Date.now() + HOUR);
+    expect(d.has('local-now')).toBe(true);
+  });
+
+  it('sees a revocation made through the store (pushed in-process) without waiting for a poll', async () => {
+    const d = make({ maxLagMs: 60_000 }); // poll every 30 s: only the push can be this quick
+    await d.start();
+    await store.revoke([{ jti: 'pushed', expiresAt: Date.now() + HOUR }], Date.now());
+    await within(() => d.has('pushed'), 1000);
+  });
+
+  it('finds a revocation by polling when the store pushes nothing', async () => {
+    const noPush: TokenStore = { ...store, watchRevocations: undefined };
+    const d = createDenylist(noPush, { clock: Date.now, maxLagMs: 100, logger: quietLogger().logger, metrics: createMetrics({ processMetrics: false }) });
+    opened.push(d);
+    await d.start();
+    await store.revoke([{ jti: 'polled', expiresAt: Date.now() + HOUR }], Date.now());
+    // Within a poll period (50 ms) plus a query; asserted loosely.
+    await within(() => d.has('polled'), 1000);
+  });
+
+  it('drops an entry once its token has expired, so it stays bounded', async () => {
+    const clock = testClock(Date.now());
+    const d = make({ clock, purgeEveryMs: 20 });
+    await d.start();
+    d.add('short', clock() + 1000);
+    d.add('long', clock() + HOUR);
+    expect(d.has('short')).toBe(true);
+    clock.advance(1001);
+    await within(() => !d.has('short'), 1000);
+    expect(d.has('long')).toBe(true);
+    // An already expired token is never added at all.
+    d.add('dead', clock() - 1);
+    expect(d.has('dead')).toBe(false);
+  });
+
+  it('keeps its last denylist, reports not ready and counts the error when the store is gone', async () => {
+    const own = await tempDir();
+    const s = await openEmbeddedStore(`${own.path}/store`, { control: false });
+    const metrics = createMetrics({ processMetrics: false });
+    const { logger, lines } = quietLogger();
+    const d = createDenylist(s, { clock: Date.now, maxLagMs: 40, logger, metrics });
+    opened.push(d);
+    await s.revoke([{ jti: 'kept', expiresAt: Date.now() + HOUR }], Date.now());
+    await d.start();
+    expect(d.ready()).toBe(true);
+    await s.close(); // every query now fails, as with a database that went away
+    await within(() => !d.ready(), 2000);
+    expect(d.has('kept')).toBe(true);
+    expect(await counter(metrics, 'scopegate_store_errors_total', { op: 'revocation_sync' })).toBeGreaterThan(0);
+    expect(lines.some((l) => l.includes('revocation_sync_failed'))).toBe(true);
+    await own.cleanup();
+  });
+
+  it('refuses bad options once, at construction', () => {
+    const base = { clock: Date.now, logger: quietLogger().logger, metrics: createMetrics({ processMetrics: false }) };
+    expect(() => createDenylist(store, { ...base, maxLagMs: 5 })).toThrow(/maxLagMs/);
+    expect(() => createDenylist(store, { ...base, maxLagMs: 1.5 })).toThrow(/maxLagMs/);
+    expect(() => createDenylist(store, { ...base, maxLagMs: 1000, syncMarginMs: -1 })).toThrow(/syncMarginMs/);
+    expect(() => createDenylist({} as TokenStore, { ...base, maxLagMs: 1000 })).toThrow(/TokenStore/);
+  });
+});
+
+describePostgres('denylist on two replicas sharing PostgreSQL', () => {
+  let schema: TestSchema;
+  let a: TokenStore;
+  let b: TokenStore;
+  const opened: Denylist[] = [];
+  beforeAll(async () => {
+    schema = await createTestSchema('denylist');
+    a = await openPostgresStore(schema.url, { reconnectMinMs: 20, reconnectMaxMs: 100 });
+    b = await openPostgresStore(schema.url, { reconnectMinMs: 20, reconnectMaxMs: 100 });
+  });
+  afterEach(async () => {
+    for (const d of opened.splice(0)) await d.close();
+  });
+  afterAll(async () => {
+    await a?.close();
+    await b?.close();
+    await schema?.drop();
+  });
+  const make = (store: TokenStore, maxLagMs: number, metrics: Metrics = createMetrics({ processMetrics: false })) => {
+    const d = createDenylist(store, { clock: Date.now, maxLagMs, logger: quietLogger().logger, metrics });
+    opened.push(d);
+    return d;
+  };
+
+  it("refuses on replica B what replica A revoked, well within max_lag_ms (NOTIFY)", async () => {
+    const maxLag = 1000;
+    const onB = make(b, maxLag);
+    await onB.start();
+    const t0 = performance.now();
+    await a.revoke([{ jti: 'pg-push', expiresAt: Date.now() + HOUR }], Date.now());
+    await within(() => onB.has('pg-push'), 5 * maxLag);
+    expect(performance.now() - t0).toBeLessThan(5 * maxLag);
+  });
+
+  it('still converges when the LISTEN backend is terminated and comes back during the revocation', async () => {
+    const maxLag = 300;
+    const onB = make(b, maxLag);
+    await onB.start();
+    const admin = await schema.client();
+    try {
+      // Wait until B's listener is connected, then cut it.
+      await within(() => true, 10);
+      for (let i = 0; i < 100; i++) {
+        const { rowCount } = await admin.query(`SELECT 1 FROM pg_stat_activity WHERE application_name = 'scopegate-revocations' AND query ILIKE 'LISTEN%'`);
+        if ((rowCount ?? 0) > 0) break;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      const killed = await admin.query(`SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity WHERE application_name = 'scopegate-revocations' AND pid <> pg_backend_pid()`);
+      expect(killed.rowCount).toBeGreaterThan(0);
+      // Revoked while no replica listens: NOTIFY is lost; the poll and the reconnect re-sync find it.
+      const t0 = performance.now();
+      await a.revoke([{ jti: 'pg-during-outage', expiresAt: Date.now() + HOUR }], Date.now());
+      await within(() => onB.has('pg-during-outage'), 5 * maxLag);
+      expect(performance.now() - t0).toBeLessThan(5 * maxLag);
+      // And the listener is back: a later revocation arrives too.
+      await a.revoke([{ jti: 'pg-after-outage', expiresAt: Date.now() + HOUR }], Date.now());
+      await within(() => onB.has('pg-after-outage'), 5 * maxLag);
+    } finally {
+      await admin.end();
+    }
+  });
+
+  it('revokeFamily on one replica reaches the other (what a refresh replay or RFC 7009 revoke does)', async () => {
+    const now = Date.now();
+    for (const jti of ['fam-at-1', 'fam-at-2']) {
+      await a.recordToken({ jti, kind: 'access', clientId: 'c1', ownerType: 'client', ownerId: 'c1', subject: 'c1', scopes: [], familyId: 'fam-x', createdAt: now, expiresAt: now + HOUR });
+    }
+    const onB = make(b, 500);
+    await onB.start();
+    const revoked = await a.revokeFamily('fam-x', Date.now());
+    expect(revoked.map((r) => r.jti).sort()).toEqual(['fam-at-1', 'fam-at-2']);
+    await within(() => onB.has('fam-at-1') && onB.has('fam-at-2'), 2500);
+  });
+
+  it('a replica whose database is unreachable keeps its denylist and is not ready', async () => {
+    const c = await openPostgresStore(schema.url);
+    const metrics = createMetrics({ processMetrics: false });
+    const onC = make(c, 40, metrics);
+    await a.revoke([{ jti: 'pg-kept', expiresAt: Date.now() + HOUR }], Date.now());
+    await onC.start();
+    expect(onC.has('pg-kept')).toBe(true);
+    await c.close();
+    await within(() => !onC.ready(), 2000);
+    expect(onC.has('pg-kept')).toBe(true);
+    expect(await counter(metrics, 'scopegate_store_errors_total', { op: 'revocation_sync' })).toBeGreaterThan(0);
+  });
+});
