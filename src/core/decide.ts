@@ -111,6 +111,11 @@ export interface DeciderDeps {
   verifier: TokenVerifier;
   limiter: RateLimiter;
   observer?: DecisionObserver | undefined;
+  /**
+   * The token service's denylist (SPEC §9): true when the token was revoked. Asked after every
+   * verification, a cache hit included, so it must be a synchronous in-memory lookup.
+   */
+  isRevoked?: ((tokenId: string) => boolean) | undefined;
 }
 
 export interface Decider {
@@ -126,7 +131,7 @@ const NO_HEADERS: Record<string, string> = Object.freeze({}) as Record<string, s
 
 export function createDecider(loaded: LoadedConfig, deps: DeciderDeps): Decider {
   const { config, routes } = loaded;
-  const { verifier, limiter, observer } = deps;
+  const { verifier, limiter, observer, isRevoked } = deps;
   const renderOpts: RenderOptions = { realm: config.realm, docsUrl: config.docs_url };
   const extractOpts: ExtractOptions = {
     sources: config.tokens.sources,
@@ -205,6 +210,11 @@ export function createDecider(loaded: LoadedConfig, deps: DeciderDeps): Decider 
     });
 
     function afterVerify(principal: Principal): Decision | Promise<Decision> {
+      if (isRevoked !== undefined && principal.tokenId !== undefined && isRevoked(principal.tokenId)) {
+        const error = new GatewayError('token_revoked', { tokenPresented: true, why: 'the token was revoked (token service denylist)' });
+        trace?.({ step: 'verify', ok: false, error });
+        return deny(error, route);
+      }
       trace?.({ step: 'verify', ok: true, principal });
       // ── 5: client type, scopes, room; a refusal still spends one unit of budget ──
       const denied = route === fallbackRoute ? null : authorize(route, principal, params);
