@@ -26,7 +26,8 @@ import { AUTH_TEST_BODY, type Decider, type Decision, type ForwardDecision, type
 import { GatewayError, renderError, type RenderOptions } from './errors.js';
 import type { CidrList } from './net/cidr.js';
 import { createAccessLog, requestIdOf, type AccessRecord } from './gateway/access.js';
-import { recordServiceOutcome, serviceFor } from './gateway/service-route.js';
+import type { ForwardAuth } from './doors/forward-auth/handler.js';
+import { recordForwardAuth, recordServiceOutcome, serviceFor } from './gateway/service-route.js';
 import type { TokenService } from './token-service/service.js';
 
 export { requestIdOf };
@@ -47,6 +48,8 @@ export interface AppDeps {
   trusted: CidrList;
   /** The token service (SPEC §9), answered before the route table. */
   tokenService?: TokenService | undefined;
+  /** The forward-auth endpoint (SPEC §8), answered before everything else. */
+  forwardAuth?: ForwardAuth | undefined;
 }
 
 /** Per-request state: the access record plus what only this door needs. */
@@ -98,6 +101,11 @@ export function nodeFacts(req: IncomingMessage, clientIp: string): RequestFacts 
   return { method: req.method ?? 'GET', target: req.url ?? '/', authorization, hostCount, httpVersion: req.httpVersion, clientIp };
 }
 
+function pathOf(target: string): string {
+  const q = target.indexOf('?');
+  return q === -1 ? target : target.slice(0, q);
+}
+
 /** HTTP/1.1 requests carry a body only when they say so (RFC 9112 §6.3). */
 export function hasRequestBody(req: IncomingMessage): boolean {
   if (req.headers['transfer-encoding'] !== undefined) return true;
@@ -107,7 +115,7 @@ export function hasRequestBody(req: IncomingMessage): boolean {
 
 export function createApp(loaded: LoadedConfig, deps: AppDeps): Gateway {
   const { config } = loaded;
-  const { clock, logger, metrics, decider, forwarder, trusted, tokenService } = deps;
+  const { clock, logger, metrics, decider, forwarder, trusted, tokenService, forwardAuth } = deps;
   const renderOpts: RenderOptions = { realm: config.realm, docsUrl: config.docs_url };
   const access = createAccessLog({ logger, metrics, clock, tokenParam: config.tokens.query_param });
 
@@ -133,6 +141,12 @@ export function createApp(loaded: LoadedConfig, deps: AppDeps): Gateway {
   const handle: MiddlewareHandler<Env> = async (c) => {
     const rc = c.get('rc');
     const incoming = c.env.incoming;
+    if (forwardAuth !== undefined && !rc.upgrade && forwardAuth.matches(pathOf(rc.url ?? '/'))) {
+      let r = forwardAuth.handle({ method: rc.method, target: rc.url ?? '/', headers: incoming.headersDistinct, clientIp: rc.clientIp, requestId: rc.requestId });
+      if (r instanceof Promise) r = await r;
+      recordForwardAuth(rc, r);
+      return new Response(r.body, { status: r.status, headers: { ...r.headers, 'x-request-id': rc.requestId } });
+    }
     if (tokenService !== undefined && !rc.upgrade) {
       const svc = serviceFor(tokenService, rc.method, rc.url ?? '/');
       if (svc) return serveTokenService(c, rc, svc);

@@ -16,6 +16,7 @@ import { createTokenVerifier, type TokenVerifier } from '../auth/verify-token.js
 import type { LoadedConfig } from '../config/load.js';
 import type { GatewayConfig } from '../config/schema.js';
 import { createDecider, type Decider } from '../core/decide.js';
+import { createForwardAuth, type ForwardAuth } from '../doors/forward-auth/handler.js';
 import { compileCidrs, type CidrList } from '../net/cidr.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
@@ -47,6 +48,8 @@ export interface CoreGeneration {
   trusted: CidrList;
   /** The token endpoint, JWKS and metadata (SPEC §9), served before the route table. */
   tokenService: TokenService | undefined;
+  /** The forward-auth endpoint (SPEC §8), when `forward_auth` is configured. */
+  forwardAuth: ForwardAuth | undefined;
 }
 
 function storeIdentity(cfg: GatewayConfig): string {
@@ -116,7 +119,9 @@ export async function buildCoreGeneration(loaded: LoadedConfig, previous: CoreGe
       verify: (token: string) => verifier.verify(token),
     } as Parameters<typeof createTokenService>[1]);
   }
-  return { loaded, verifier, store, storeKey, limiter, decider, trusted: compileCidrs(cfg.trusted_proxies), tokenService };
+  const trusted = compileCidrs(cfg.trusted_proxies);
+  const forwardAuth = cfg.forward_auth ? createForwardAuth(loaded, decider, trusted) : undefined;
+  return { loaded, verifier, store, storeKey, limiter, decider, trusted, tokenService, forwardAuth };
 }
 
 /** SPEC §6 /readyz: config loaded, every issuer's keys obtainable, Redis when it is required. */

@@ -9,6 +9,7 @@
  */
 import { checkTarget } from '../routing/path-safety.js';
 import { serviceOutcome, type TokenService } from '../token-service/service.js';
+import type { ForwardAuthResult } from '../doors/forward-auth/handler.js';
 import type { AccessRecord } from './access.js';
 
 /**
@@ -30,4 +31,16 @@ export function recordServiceOutcome(rec: AccessRecord, res: Response): void {
   rec.status = res.status;
   rec.reason = o?.reason;
   rec.decision = res.status < 400 ? 'allowed' : 'denied';
+}
+
+/** Fills the access record from a forward-auth answer: what was decided, for which route. */
+export function recordForwardAuth(rec: AccessRecord, r: ForwardAuthResult): void {
+  const d = r.decision;
+  rec.route = d?.route ?? null;
+  if (!d) rec.routeId = 'forward_auth';
+  rec.principal = d?.principal;
+  rec.limitKey = d?.limitKey;
+  rec.status = r.status;
+  rec.reason = r.reason;
+  rec.decision = d?.kind === 'answer' ? 'auth_test' : r.status === 200 ? (d?.kind === 'forward' ? d.outcome : 'allowed') : 'denied';
 }

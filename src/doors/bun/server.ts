@@ -20,7 +20,7 @@ import type { RequestFacts } from '../../core/decide.js';
 import { GatewayError, renderError } from '../../errors.js';
 import { createAccessLog, requestIdOf, type AccessRecord } from '../../gateway/access.js';
 import { buildCoreGeneration, createReloader, readinessOf, type CoreGeneration } from '../../gateway/generation.js';
-import { recordServiceOutcome, serviceFor } from '../../gateway/service-route.js';
+import { recordForwardAuth, recordServiceOutcome, serviceFor } from '../../gateway/service-route.js';
 import { openTokenServiceHost } from '../../gateway/token-service-host.js';
 import { createLogger } from '../../observability/logger.js';
 import { createMetrics } from '../../observability/metrics.js';
@@ -128,7 +128,14 @@ export async function startBunGateway(opts: StartOptions): Promise<RunningGatewa
   async function handle(req: Request, server: BunServer, rec: AccessRecord, g: Generation): Promise<Response | undefined> {
     const cfg = g.loaded.config;
     const own: Record<string, string> = { 'x-request-id': rec.requestId };
-    const svc = serviceFor(g.tokenService, req.method, rec.url ?? '/');
+    const target = rec.url ?? '/';
+    if (g.forwardAuth && g.forwardAuth.matches(target.split('?', 1)[0]!)) {
+      let r = g.forwardAuth.handle({ method: req.method, target, headers: headerRecord(req.headers), clientIp: rec.clientIp, requestId: rec.requestId });
+      if (r instanceof Promise) r = await r;
+      recordForwardAuth(rec, r);
+      return new Response(r.body, { status: r.status, headers: { ...r.headers, 'x-request-id': rec.requestId } });
+    }
+    const svc = serviceFor(g.tokenService, req.method, target);
     if (svc) {
       const res = await svc.handle(req, { clientIp: rec.clientIp, proto: 'http', host: req.headers.get('host') ?? undefined });
       recordServiceOutcome(rec, res);

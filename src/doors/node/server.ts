@@ -109,7 +109,7 @@ export async function startNodeGateway(opts: StartOptions): Promise<RunningGatew
       bodyIdleTimeoutMs: cfg.listen.body_idle_timeout_ms,
       onUpstreamError: (err, code) => logger.warn({ reason: code, err: err.message }, 'upstream error'),
     });
-    const gateway = createApp(loaded, { clock, logger, metrics, decider: core.decider, forwarder, trusted: core.trusted, tokenService: core.tokenService });
+    const gateway = createApp(loaded, { clock, logger, metrics, decider: core.decider, forwarder, trusted: core.trusted, tokenService: core.tokenService, forwardAuth: core.forwardAuth });
     return { ...core, forwarder, gateway };
   };
 
