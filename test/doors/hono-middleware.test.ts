@@ -381,6 +381,22 @@ describe('Hono middleware, in-process', () => {
     await expect(mw.ready()).rejects.toThrow(/public_key_file/);
   });
 
+  it('answers 401 token_revoked for a token the isRevoked option names, also after it was cached', async () => {
+    const revoked = new Set<string>();
+    const a = new Hono();
+    let ran = 0;
+    a.use('/v2/*', scopegate({ configFile: writeConfig(), clock, isRevoked: (id) => revoked.has(id) }));
+    a.get('/v2/room/:room', (c) => (ran++, c.text('ok')));
+    const t = await token({ jti: 'to-revoke' });
+    expect((await a.request('/v2/room/42', { headers: bearer(t) })).status).toBe(200);
+    revoked.add('to-revoke');
+    const res = await a.request('/v2/room/42', { headers: bearer(t) });
+    expect(res.status).toBe(401);
+    expect((await json(res)).error).toMatchObject({ message: 'Invalid OAuth session', reason: 'token_revoked' });
+    expect(res.headers.get('www-authenticate')).toBe('Bearer realm="api", error="invalid_token"');
+    expect(ran).toBe(1);
+  });
+
   it('never runs the handler, nor yields a principal, for arbitrary targets and Authorization values without a valid token', async () => {
     const valid = await token({ sub: 'the-one' });
     const seg = fc.stringMatching(/^[A-Za-z0-9%._~!$&'()*+,;=:@\\-]{0,12}$/);

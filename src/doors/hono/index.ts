@@ -95,7 +95,7 @@ export function scopegate(options: ScopegateOptions): ScopegateMiddleware {
   let core: Core | undefined;
   let building: Promise<Core> | undefined;
   let closed = false;
-  const getCore = (): Core | Promise<Core> => core ?? (building ??= buildCore(loaded, clock, onError).then((k) => (core = k)));
+  const getCore = (): Core | Promise<Core> => core ?? (building ??= buildCore(loaded, clock, onError, runtime.isRevoked).then((k) => (core = k)));
 
   let reported: unknown;
   const fail = (c: Context, requestId: string, err: unknown): Response => {
@@ -220,7 +220,7 @@ function principalOf(p: Principal, route: string): ScopegatePrincipal {
   return Object.freeze(out);
 }
 
-async function buildCore(loaded: LoadedConfig, clock: Clock, onError: (e: Error) => void): Promise<Core> {
+async function buildCore(loaded: LoadedConfig, clock: Clock, onError: (e: Error) => void, isRevoked: ((tokenId: string) => boolean) | undefined): Promise<Core> {
   const cfg = loaded.config;
   let verifier: TokenVerifier;
   try {
@@ -236,6 +236,7 @@ async function buildCore(loaded: LoadedConfig, clock: Clock, onError: (e: Error)
     clock,
     verifier,
     limiter,
+    isRevoked,
     observer: {
       storeError: (err, refused) =>
         onError(new Error(`rate-limit store error; ${refused ? 'refusing (on_store_error: closed)' : 'allowing (on_store_error: open)'}: ${err.message}`)),

@@ -63,6 +63,13 @@ export interface RuntimeOptions {
    * error's message never holds a token.
    */
   onError?: ((err: Error) => void) | undefined;
+  /**
+   * A revocation list (SPEC §9): true when the token id (`claims.token_id`, default `jti`) was
+   * revoked, answered 401 token_revoked even for a cached token. Asked on every request, so a
+   * synchronous in-memory lookup (e.g. a denylist the application keeps in sync with the token
+   * service); `revoked_jti` in the config works without it.
+   */
+  isRevoked?: ((tokenId: string) => boolean) | undefined;
 }
 
 export interface FileOptions extends RuntimeOptions {
@@ -89,10 +96,10 @@ export type ScopegateOptions = FileOptions | InlineOptions;
 
 export interface CompiledOptions {
   loaded: LoadedConfig;
-  runtime: Required<Pick<RuntimeOptions, 'clock' | 'onError'>> & Pick<RuntimeOptions, 'clientIp'>;
+  runtime: Required<Pick<RuntimeOptions, 'clock' | 'onError'>> & Pick<RuntimeOptions, 'clientIp' | 'isRevoked'>;
 }
 
-const RUNTIME_KEYS = new Set(['clock', 'clientIp', 'onError']);
+const RUNTIME_KEYS = new Set(['clock', 'clientIp', 'onError', 'isRevoked']);
 const FILE_KEYS = new Set(['configFile', 'env', ...RUNTIME_KEYS]);
 const INLINE_KEYS = new Set<string>([...CONFIG_KEYS, 'baseDir', ...RUNTIME_KEYS]);
 
@@ -156,10 +163,12 @@ function runtimeOf(o: Record<string, unknown>): CompiledOptions['runtime'] {
   fn('clock');
   fn('clientIp');
   fn('onError');
+  fn('isRevoked');
   if (issues.length) throw new ScopegateConfigError(issues);
   return {
     clock: (o['clock'] as Clock | undefined) ?? (() => Date.now()),
     clientIp: o['clientIp'] as RuntimeOptions['clientIp'],
+    isRevoked: o['isRevoked'] as RuntimeOptions['isRevoked'],
     onError: (o['onError'] as ((e: Error) => void) | undefined) ?? ((e) => console.error(`scopegate: ${e.message}`)),
   };
 }
