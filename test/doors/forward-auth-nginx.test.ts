@@ -10,7 +10,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { request } from 'node:http';
-import { connect, type Socket } from 'node:net';
+import { connect, createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { TEST_ISSUER, TEST_SECRET } from '../helpers/gateway.js';
 import { rawRequest, type RawResponse } from '../helpers/http.js';
@@ -330,6 +330,35 @@ describeNginx('forward auth through real nginx (deploy/forward-auth/nginx.conf)'
     const trusted = await from('127.0.0.1');
     expect(trusted.status).toBe(200);
     expect(trusted.headers['x-auth-subject']).toBe('alice');
+  });
+
+  it('reuses its connections to scopegate for allowed and refused sub-requests (keepalive + HEAD)', async () => {
+    // A counting TCP relay between a second nginx and scopegate: real bytes, counted connections.
+    let accepted = 0;
+    const relay = createNetServer((client) => {
+      accepted++;
+      const upstream = connect(Number(new URL(gw.url).port), '127.0.0.1');
+      client.pipe(upstream).pipe(client);
+      const close = () => (client.destroy(), upstream.destroy());
+      client.on('error', close);
+      upstream.on('error', close);
+    });
+    await new Promise<void>((r) => relay.listen(0, '127.0.0.1', r));
+    const relayPort = (relay.address() as AddressInfo).port;
+    const counted = await startNginx((port) => forwardAuthSnippet({ listenPort: port, scopegate: `127.0.0.1:${relayPort}`, app: hostPort(up.url) }));
+    try {
+      const t = await mint();
+      const statuses: number[] = [];
+      for (let i = 0; i < 10; i++) {
+        statuses.push((await rawRequest(counted.url, 'GET', '/v2/room/42', bearer(t))).status);
+        statuses.push((await rawRequest(counted.url, 'GET', '/v2/room/42', {})).status);
+      }
+      expect(statuses).toEqual(Array.from({ length: 10 }, () => [200, 401]).flat());
+      expect(accepted).toBe(1);
+    } finally {
+      await counted.stop();
+      await new Promise<void>((r) => relay.close(() => r()));
+    }
   });
 
   it('left nothing alarming in nginx\'s error log', async () => {

@@ -296,6 +296,8 @@ describe('deploy/forward-auth/nginx.conf (structure; behaviour: forward-auth-ngi
     expect(auth).toMatch(/proxy_set_header X-Original-URI\s+\$request_uri;/);
     expect(auth).toMatch(/proxy_set_header X-Original-Method\s+\$request_method;/);
     expect(auth).toMatch(/proxy_pass_request_body off;/);
+    // HEAD: an answer without a body to read, so the connection stays alive after refusals too.
+    expect(auth).toMatch(/proxy_method HEAD;/);
     expect(auth).toMatch(/internal;/);
     expect(code).not.toMatch(/proxy_cache\b|auth_request_cache|proxy_store/);
   });
@@ -312,6 +314,8 @@ describe('deploy/forward-auth/ingress-nginx.yaml (structure)', () => {
       expect(new URL(a[`${A}auth-url`]!).pathname).toBe(AUTH_PATH);
       expect(lower(a[`${A}auth-response-headers`]!.split(',').map((s) => s.trim()))).toEqual(lower([...IDENTITY, 'X-Request-Id']));
       expect(Number(a[`${A}auth-keepalive`])).toBeGreaterThan(0);
+      // ingress-nginx sends X-Original-URI only when auth-method is set; HEAD keeps its connections alive.
+      expect(a[`${A}auth-method`]).toBe('HEAD');
       for (const k of Object.keys(a)) expect(k).not.toMatch(/auth-cache/);
     }
   });

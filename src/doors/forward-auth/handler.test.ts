@@ -84,6 +84,7 @@ describe('allowed', () => {
     const r = await fa.handle(nginx('GET', `/v2/room/42?auth_token=${t}&expand=x`, { 'x-auth-subject': 'mallory' }));
     expect(r.status).toBe(200);
     expect(r.body).toBe('');
+    expect(r.headers['content-length']).toBe('0');
     expect(r.headers['x-auth-subject']).toBe('alice');
     expect(r.headers['x-auth-client-type']).toBe('room');
     expect(r.headers['x-auth-scopes']).toBe('view_room');

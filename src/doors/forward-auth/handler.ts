@@ -14,7 +14,7 @@
  * and nothing is decided.
  *
  * What the front proxy gets back:
- *   allowed  200, the identity headers (`tokens.identity_header_prefix`), the rate-limit headers,
+ *   allowed  200 with `Content-Length: 0`, the identity headers (`tokens.identity_header_prefix`), the rate-limit headers,
  *            `X-Scopegate-Uri` (path and query as the proxy door would forward them: without
  *            `auth_token`/`auth_test`) and `X-Request-Id`; a public route: 200 without identity.
  *   anything else  never a 2xx (a front proxy would forward): the §2 status, envelope and
@@ -234,7 +234,9 @@ export function createForwardAuth(loaded: LoadedConfig, decider: Decider, truste
 
   function fromDecision(d: Decision, original: OriginalRequest, nginxCaller: boolean, requestId: string): ForwardAuthResult {
     if (d.kind === 'forward') {
-      const headers: Record<string, string> = { 'x-request-id': requestId };
+      // An explicit empty body: nginx keeps its connection to an auth service alive only when the
+      // answer has no body it would have to read (Content-Length: 0, not an empty chunked body).
+      const headers: Record<string, string> = { 'content-length': '0', 'x-request-id': requestId };
       if (d.principal) Object.assign(headers, identityHeaders(d.principal, prefix));
       lowerKeys(d.responseHeaders, headers);
       headers[URI_HEADER] = d.pathAndQuery;
