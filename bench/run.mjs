@@ -24,6 +24,7 @@ import { makeFixtures, scopegateConfig } from './lib/fixtures.mjs';
 
 const BENCH_DIR = dirname(fileURLToPath(import.meta.url));
 const ROOT = dirname(BENCH_DIR);
+const BUN = join(ROOT, 'node_modules', '.bin', 'bun');
 const env = process.env;
 const num = (name, dflt) => {
   const v = env[name];
@@ -58,6 +59,8 @@ const ALL = [
   { name: 'scopegate-nolimit', kind: 'scopegate', alg: 'hs256', rateLimit: 'off', what: 'HS256, rate_limit.enabled: false' },
   { name: 'scopegate-redis', kind: 'scopegate', alg: 'hs256', rateLimit: 'redis', what: 'HS256, Redis rate-limit store' },
   { name: 'scopegate-redis-cluster', kind: 'scopegate', alg: 'hs256', rateLimit: 'redis-cluster', what: 'HS256, Redis Cluster rate-limit store' },
+  { name: 'scopegate-bun-hs256', kind: 'scopegate', alg: 'hs256', rateLimit: 'memory', runtime: 'bun', what: 'the Bun door: HS256, memory store' },
+  { name: 'scopegate-bun-rs256', kind: 'scopegate', alg: 'rs256', rateLimit: 'memory', runtime: 'bun', what: 'the Bun door: RS256 (jwks_file), memory store' },
 ];
 
 /** scopegate's config for a contestant; the cluster row is the Redis row with redis_cluster seeds. */
@@ -327,8 +330,8 @@ async function turn(c, rep) {
         child = startChild(
           c.name,
           PROXY_CPU,
-          process.execPath,
-          [...(env.PROFILE ? ['--cpu-prof', '--cpu-prof-dir', join(runDir, 'profiles'), '--cpu-prof-name', `${c.name}-rep${rep}.cpuprofile`] : []), join(ROOT, 'dist', 'cli.js'), 'serve', '--config', cfgFile],
+          c.runtime === 'bun' ? BUN : process.execPath,
+          [...(env.PROFILE && c.runtime !== 'bun' ? ['--cpu-prof', '--cpu-prof-dir', join(runDir, 'profiles'), '--cpu-prof-name', `${c.name}-rep${rep}.cpuprofile`] : []), join(ROOT, 'dist', 'cli.js'), 'serve', '--config', cfgFile],
           { LOG_LEVEL: env.LOG_LEVEL || 'info', BENCH_HS_SECRET: fixtures.hsSecret, NODE_ENV: 'production' },
           logFile,
         );
@@ -413,6 +416,8 @@ function aggregate(rows) {
     ['scopegate redis vs scopegate no-limits', 'scopegate-redis', 'scopegate-nolimit'],
     ['scopegate redis cluster vs single redis', 'scopegate-redis-cluster', 'scopegate-redis'],
     ['scopegate RS256 vs HS256 (both memory)', 'scopegate-rs256', 'scopegate-hs256'],
+    ['Bun door vs Node door (HS256)', 'scopegate-bun-hs256', 'scopegate-hs256'],
+    ['Bun door vs Node door (RS256)', 'scopegate-bun-rs256', 'scopegate-rs256'],
     ['scopegate no-limits vs bare undici', 'scopegate-nolimit', 'undici'],
     ['bare undici vs bare http-proxy', 'undici', 'http-proxy'],
   ].map(([label, a, b]) => ({ label, a, b, value: ratio(ref(a), ref(b)) }));
