@@ -236,7 +236,7 @@ describe('scopegate(options): properties', () => {
 
   it('arbitrary config file text never throws anything but ScopegateConfigError', () => {
     const line = fc.oneof(
-      fc.constantFrom('tokens:', '  issuers:', TEST_ISSUER, 'routes:', '  - path: /x', '    scopes: [a]', 'listen: {port: 1}', 'upstreams: {}', 'realm: ${R}', '...', '---', '{a: 1}', '- x'),
+      fc.constantFrom('tokens:', '  issuers:', TEST_ISSUER, 'routes:', '  - path: /x', '    scopes: [a]', 'listen: {port: 1}', 'upstreams: {}', 'realm: ${R}', 'realm: __SGENV_7__', '...', '---', '{a: 1}', '- x'),
       fc.stringMatching(/^[ -~]{0,30}$/),
     );
     const f = join(dir, 'prop.yaml');

@@ -21,6 +21,7 @@ import type { Context } from 'hono';
 import { isMap, LineCounter, parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { formatPath, parseConfigText, type LoadedConfig } from '../../config/load.js';
+import { clip } from '../../clip.js';
 import { GatewayConfigSchema, type GatewayConfig } from '../../config/schema.js';
 import { ConfigError, type ConfigIssue } from '../../errors.js';
 import { compileRoutes, type RouteTable } from '../../routing/compile-routes.js';
@@ -212,13 +213,25 @@ function fromFile(o: Record<string, unknown>): LoadedConfig {
 function parseFileText(text: string, env: Readonly<Record<string, string | undefined>>, file: string): GatewayConfig {
   const refused = refusedInText(text);
   if (refused.length) throw new ScopegateConfigError(refused, file);
-  const plain = parseConfigText(text, { env });
+  const plain = parseSafely(text, env, file);
   const real = plain.issues.filter((i) => !isMissingUpstream(i));
   if (real.length) throw new ScopegateConfigError(real, file);
   if (plain.config) return plain.config;
-  const withUpstream = parseConfigText(text + PLACEHOLDER_UPSTREAM_YAML, { env });
+  const withUpstream = parseSafely(text + PLACEHOLDER_UPSTREAM_YAML, env, file);
   if (!withUpstream.config) throw new ScopegateConfigError(withUpstream.issues, file);
   return withUpstream.config;
+}
+
+/**
+ * parseConfigText, with an unexpected exception turned into an issue: load.ts throws a TypeError
+ * for text that spells its internal `__SGENV_<n>__` placeholder (reported to the lead).
+ */
+function parseSafely(text: string, env: Readonly<Record<string, string | undefined>>, file: string): ReturnType<typeof parseConfigText> {
+  try {
+    return parseConfigText(text, { env });
+  } catch (e) {
+    throw new ScopegateConfigError([{ path: '', message: `could not be read as a config (${clip((e as Error)?.message ?? String(e), 120)})` }], file);
+  }
 }
 
 /** The schema's complaints that only say "no upstream" — the middleware needs none. */
