@@ -11,7 +11,10 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { request } from 'node:http';
 import { connect, createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { parseAllDocuments } from 'yaml';
 import { TEST_ISSUER, TEST_SECRET } from '../helpers/gateway.js';
 import { rawRequest, type RawResponse } from '../helpers/http.js';
 import { describeNginx, forwardAuthSnippet, startNginx, type NginxServer } from '../helpers/nginx.js';
@@ -358,6 +361,77 @@ describeNginx('forward auth through real nginx (deploy/forward-auth/nginx.conf)'
     } finally {
       await counted.stop();
       await new Promise<void>((r) => relay.close(() => r()));
+    }
+  });
+
+  it('the exact ingress-nginx variant\'s snippets work where ingress-nginx puts them', async () => {
+    // A model of the location blocks ingress-nginx's template generates for auth-url, auth-method,
+    // auth-response-headers, configuration-snippet and server-snippet — not ingress-nginx itself.
+    const exact = parseAllDocuments(readFileSync(fileURLToPath(new URL('../../deploy/forward-auth/ingress-nginx.yaml', import.meta.url)), 'utf8'))[1]!.toJS() as {
+      metadata: { annotations: Record<string, string> };
+    };
+    const a = (k: string) => exact.metadata.annotations[`nginx.ingress.kubernetes.io/${k}`]!;
+    const copied = a('auth-response-headers').split(',').map((h) => h.trim());
+    const model = (port: number) => `
+upstream ingress_auth { server ${hostPort(gw.url)}; keepalive ${a('auth-keepalive')}; }
+server {
+    listen 127.0.0.1:${port};
+${a('server-snippet')}
+    location = /_external-auth {
+        internal;
+        proxy_method ${a('auth-method')};
+        proxy_pass_request_body off;
+        proxy_set_header Content-Length "";
+        proxy_set_header X-Forwarded-Proto "";
+        proxy_set_header X-Original-URI $request_uri;
+        proxy_set_header X-Scheme $scheme;
+        proxy_set_header X-Original-URL $scheme://$http_host$request_uri;
+        proxy_set_header X-Original-Method $request_method;
+        proxy_set_header X-Sent-From "nginx-ingress-controller";
+        proxy_set_header X-Real-IP $remote_addr;
+        proxy_set_header X-Forwarded-For $remote_addr;
+        proxy_set_header X-Auth-Request-Redirect $request_uri;
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        proxy_pass http://ingress_auth${new URL(a('auth-url')).pathname};
+    }
+    location / {
+        auth_request /_external-auth;
+${copied.map((h, i) => `        auth_request_set $authHeader${i} $upstream_http_${h.toLowerCase().replaceAll('-', '_')};\n        proxy_set_header '${h}' $authHeader${i};`).join('\n')}
+${a('configuration-snippet')}
+        proxy_pass http://${hostPort(up.url)};
+    }
+}
+`;
+    const ing = await startNginx(model);
+    try {
+      const t = await mint({ scope: 'send_notification', client_type: 'room', room_id: '42' });
+      const probe = await send(ing.url, 'POST', '/v2/room/42/notification?auth_test=true', bearer(t));
+      expect(probe.status).toBe(202);
+      expect(probe.body).toBe(AUTH_TEST_BODY);
+      expect(probe.upstream).toBeNull();
+      const room42 = async () => bearer(await mint({ client_type: 'room', room_id: '42' }));
+      const none = async () => ({});
+      for (const [method, path, headers] of [['GET', '/v2/nothing', none], ['DELETE', '/v2/room/42', none], ['GET', '/v2/room/42', none], ['GET', '/v2/room/a%2Fb', none], ['GET', '/v2/room/43', room42]] as const) {
+        const s = { viaNginx: await send(ing.url, method, path, await headers()), direct: await send(gw.url, method, path, await headers()) };
+        expectSame(s);
+        expect(s.viaNginx.upstream).toBeNull();
+      }
+      const tight = await mint();
+      const codes = [];
+      for (let i = 0; i < 3; i++) codes.push(await send(ing.url, 'GET', '/v2/tight', bearer(tight)));
+      expect(codes.map((c) => c.status)).toEqual([200, 200, 429]);
+      expect(Number(codes[2]!.headers['retry-after'])).toBeGreaterThan(0);
+      expect(reasonOf(codes[2]!)).toBe('rate_limited');
+      const ok = await send(ing.url, 'GET', '/v2/room/42', { ...(await room42()), 'x-auth-subject': 'mallory', 'x-auth-group': 'g' });
+      expect(ok.status).toBe(200);
+      expect(ok.upstream?.headers['x-auth-subject']).toBe('alice');
+      expect(ok.upstream?.headers['x-auth-room']).toBe('42');
+      expect(ok.upstream?.headers['x-auth-group']).toBeUndefined();
+      expect(ok.headers['x-ratelimit-limit']).toBe('100');
+      expect(await ing.errorLog()).not.toMatch(/\[(error|crit|alert|emerg)\]/);
+    } finally {
+      await ing.stop();
     }
   });
 
