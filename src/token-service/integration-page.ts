@@ -55,17 +55,24 @@ section{margin:2rem 0}
 h2{font-size:1.25rem;margin:0 0 .75rem}
 label{display:block;font-weight:600;margin:.75rem 0 .25rem}
 input[type=text],input[type=password],select,textarea{font:inherit;width:100%;max-width:32rem;padding:.5rem;border:1px solid #595959;border-radius:4px;color:#1b1b1b;background:#fff}
-textarea{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.9rem;max-width:100%}
+textarea{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.9rem;max-width:100%;word-break:break-all;resize:vertical}
 fieldset{border:1px solid #767676;border-radius:4px;margin:.75rem 0;padding:.5rem 1rem;max-width:32rem}
 legend{font-weight:600;padding:0 .25rem}
 fieldset label{display:inline-flex;gap:.4rem;align-items:center;font-weight:400;margin:.25rem 1rem .25rem 0}
-button{font:inherit;font-weight:600;cursor:pointer;padding:.5rem 1rem;margin-top:.75rem;border-radius:4px;border:2px solid #0a58ca;background:#0a58ca;color:#fff}
+button{font:inherit;font-weight:600;cursor:pointer;padding:.5rem 1rem;margin-top:1rem;border-radius:4px;border:2px solid #0a58ca;background:#0a58ca;color:#fff}
+form:not(.inline)>button{display:block}
+header button{margin:0 0 0 .75rem}
+::placeholder{color:#595959;opacity:1}
+dl{display:grid;grid-template-columns:max-content 1fr;gap:.35rem 1rem;margin:1rem 0}
+dt{font-weight:600}
+dd{margin:0}
 button.secondary{background:#fff;color:#0a58ca}
 button.danger{background:#b02a37;border-color:#b02a37;color:#fff;margin:0;padding:.25rem .75rem}
 button:focus-visible,input:focus-visible,select:focus-visible,textarea:focus-visible{outline:3px solid #1b1b1b;outline-offset:2px}
 table{border-collapse:collapse;width:100%;margin:.5rem 0}
 caption{text-align:left;font-weight:600;padding:.25rem 0}
 th,td{text-align:left;padding:.4rem .5rem;border-bottom:1px solid #767676;vertical-align:top}
+time{white-space:nowrap}
 code{font-family:ui-monospace,Menlo,Consolas,monospace;background:#f2f2f2;padding:.1rem .3rem;border-radius:3px;word-break:break-all}
 .note{color:#4a4a4a}
 .notice{border:2px solid #0a58ca;background:#eef4fc;padding:.75rem 1rem;border-radius:4px}
@@ -272,7 +279,7 @@ export function renderOnce(v: { page: string; csrf: string; user: string; title:
 ${v.details.map(([k, val]) => html`<dt>${k}</dt><dd><code>${val}</code></dd>`)}
 </dl>
 <label for="secret-value">${v.label}</label>
-<textarea id="secret-value" readonly rows="4" autofocus spellcheck="false" autocomplete="off">${v.value}</textarea>
+<textarea id="secret-value" readonly rows="${v.value.length > 200 ? 7 : 2}" autofocus spellcheck="false" autocomplete="off">${v.value}</textarea>
 <form method="post" action="${v.page}/confirm">
 <input type="hidden" name="csrf" value="${v.csrf}">
 <button type="submit">Confirm saving</button>
