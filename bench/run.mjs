@@ -523,6 +523,20 @@ let upstreamPort;
 let upstreamUrl;
 let upstreamPid;
 
+/**
+ * RESULTS.md also holds sections other benches write (`## Memory …`, `## Revocation lag …`):
+ * this bench replaces only its own part and keeps every other `## ` section as it was.
+ */
+function keepOtherSections(mine) {
+  if (!existsSync(RESULTS_FILE)) return mine;
+  const old = readFileSync(RESULTS_FILE, 'utf8');
+  const own = new Set([...mine.matchAll(/^## (.+)$/gm)].map((m) => m[1].split(' (')[0]));
+  const kept = old
+    .split(/^(?=## )/m)
+    .filter((sec) => sec.startsWith('## ') && !own.has(sec.slice(3).split('\n')[0].split(' (')[0]) && /^## (Memory|Revocation|Token service|Forward auth)/.test(sec));
+  return kept.length ? `${mine.trimEnd()}\n\n${kept.map((k) => k.trimEnd()).join('\n\n')}\n` : mine;
+}
+
 async function main() {
   const startedAt = new Date().toISOString();
   const wanted = env.CONTESTANTS
@@ -587,7 +601,7 @@ async function main() {
   console.log('');
   for (const p of result.pairs) console.log(`${p.label.padEnd(42)} ${p.value == null ? '–' : fmt(p.value, 3)}`);
   writeFileSync(join(runDir, 'rows.json'), JSON.stringify({ machine: m, rows }, null, 2));
-  writeFileSync(RESULTS_FILE, markdownReport(result, m, skipped, startedAt));
+  writeFileSync(RESULTS_FILE, keepOtherSections(markdownReport(result, m, skipped, startedAt)));
   console.log(`\nwrote ${relative(process.cwd(), RESULTS_FILE) || RESULTS_FILE}`);
   const allValid = result.agg.every((a) => a.valid);
   if (env.KEEP_RUN_DIR || env.PROFILE || !allValid) console.log(`kept ${runDir} (configs, stderr logs, rows.json)`);

@@ -127,3 +127,10 @@ describe('interpolation inside flow collections', () => {
     expect(config.realm).toBe('a${B}');
   });
 });
+
+describe('a literal placeholder-looking text', () => {
+  it('is kept as text, not mistaken for an environment reference', () => {
+    const { config } = loadConfigText(minimal().replace('upstreams:', 'realm: __SGENV_3__\nupstreams:'));
+    expect(config.realm).toBe('__SGENV_3__');
+  });
+});

@@ -73,8 +73,10 @@ function interpolate(value: unknown, refs: readonly EnvRef[], env: Env, path: Pa
     if (!value.includes('__SGENV_') && !value.includes('$${')) return value;
     const whole = WHOLE_PLACEHOLDER.test(value);
     const out = value
-      .replace(PLACEHOLDER, (_m, i: string) => {
-        const ref = refs[Number(i)]!;
+      .replace(PLACEHOLDER, (m, i: string) => {
+        // A literal "__SGENV_<n>__" the file wrote itself (no ${...} made it) is text, not a reference.
+        const ref = refs[Number(i)];
+        if (ref === undefined) return m;
         const v = env[ref.name];
         if (v !== undefined && v !== '') return v;
         if (ref.def !== undefined) return ref.def;

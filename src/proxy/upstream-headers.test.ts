@@ -4,6 +4,8 @@ import type { Principal } from '../types.js';
 import {
   HOP_BY_HOP,
   MAX_IDENTITY_VALUE_BYTES,
+  MAX_SCOPES_HEADER_BYTES,
+  identityHeaders,
   CLIENT_ADDRESS_HEADERS,
   ROUTING_OVERRIDE_HEADERS,
   buildUpstreamHeaders,
@@ -178,6 +180,7 @@ describe('buildUpstreamHeaders: underscores, look-alikes and routing overrides (
       'x-auth-client-type': 'room',
       'x-auth-scopes': 'send_notification view_room',
       'x-auth-room': '1234',
+      'x-auth-room-name': 'ops',
       'x-auth-group': 'g-7',
       'x-auth-token-id': 'jti-1',
       'x-auth-issuer': 'scopegate-local',
@@ -336,5 +339,21 @@ describe('responseHeaderList', () => {
   ])("lets the gateway's own header replace the upstream's ($name)", ({ upstreamName }) => {
     const list = responseHeaderList({ [upstreamName]: '1', 'x-request-id': 'upstream', etag: '"e"' }, { 'X-Ratelimit-Limit': '500', 'x-request-id': 'gw' });
     expect(list).toEqual(['etag', '"e"', 'X-Ratelimit-Limit', '500', 'x-request-id', 'gw']);
+  });
+});
+
+describe('identity headers never forge a scope or drop the room name', () => {
+  it('cuts a long scope list between scopes, never inside one', () => {
+    const scopes = [...Array.from({ length: 400 }, (_, i) => `filler_scope_${i}`), 'admin_group_readonly'];
+    const h = identityHeaders({ issuerName: 'i', clientType: 'user', scopes }, 'x-auth-');
+    const sent = h['x-auth-scopes']!.split(' ');
+    for (const s of sent) expect(scopes).toContain(s);
+    expect(sent).not.toContain('admin_group');
+    expect(Buffer.byteLength(h['x-auth-scopes']!)).toBeLessThanOrEqual(MAX_SCOPES_HEADER_BYTES);
+  });
+  it('sends the room name as X-Auth-Room-Name (SPEC §5)', () => {
+    const h = identityHeaders({ issuerName: 'i', clientType: 'room', scopes: [], room: '42', roomName: 'ops' }, 'x-auth-');
+    expect(h['x-auth-room']).toBe('42');
+    expect(h['x-auth-room-name']).toBe('ops');
   });
 });

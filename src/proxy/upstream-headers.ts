@@ -290,6 +290,27 @@ function forwardedElement(clientIp: string, host: string | undefined, proto: str
   return `for=${node}${host ? `;host=${quote(host)}` : ''};proto=${proto}`;
 }
 
+/** Longest X-Auth-Scopes value, bytes: a list is cut between scopes, never inside one. */
+export const MAX_SCOPES_HEADER_BYTES = 8192;
+
+/**
+ * The scopes as one space-separated value of whole scopes. Cutting a long list at a byte count
+ * could turn `admin_group_readonly` into `admin_group`, a forged scope: a scope that does not fit
+ * whole (or is over MAX_IDENTITY_VALUE_BYTES by itself) is left out, so a cut list only ever
+ * grants less.
+ */
+function scopesValue(scopes: readonly string[]): string {
+  let out = '';
+  for (const scope of scopes) {
+    const v = safeHeaderValue(scope);
+    if (v !== scope || v === '') continue; // not representable exactly as a header value: leave it out
+    const next = out === '' ? v : `${out} ${v}`;
+    if (next.length > MAX_SCOPES_HEADER_BYTES) break;
+    out = next;
+  }
+  return out;
+}
+
 // Principals come from the token cache, so the same object serves many requests: its identity
 // headers are built once per (principal, prefix) instead of once per request.
 const identityCache = new WeakMap<Principal, { prefix: string; headers: Record<string, string> }>();
@@ -301,8 +322,9 @@ export function identityHeaders(p: Principal, lowerPrefix: string): Readonly<Rec
   const identity: Array<[string, string | undefined]> = [
     ['subject', p.subject],
     ['client-type', p.clientType],
-    ['scopes', p.scopes.join(' ')],
+    ['scopes', scopesValue(p.scopes)],
     ['room', p.room],
+    ['room-name', p.roomName],
     ['group', p.group],
     ['token-id', p.tokenId],
     ['issuer', p.iss],
@@ -310,7 +332,8 @@ export function identityHeaders(p: Principal, lowerPrefix: string): Readonly<Rec
   const headers: Record<string, string> = {};
   for (const [suffix, value] of identity) {
     if (value === undefined) continue;
-    const safe = safeHeaderValue(value);
+    // scopesValue already made the list safe, whole scopes only; clipping it again would cut one.
+    const safe = suffix === 'scopes' ? value : safeHeaderValue(value);
     if (safe !== '') headers[`${lowerPrefix}${suffix}`] = safe;
   }
   identityCache.set(p, { prefix: lowerPrefix, headers });
