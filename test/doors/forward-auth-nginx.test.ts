@@ -192,7 +192,7 @@ describeNginx('forward auth through real nginx (deploy/forward-auth/nginx.conf)'
   });
 
   it('forwards the query without auth_token, and the body of a POST', async () => {
-    const t = await mint({ scope: 'send_notification', client_type: 'room', room_id: '42' });
+    const t = await mint({ scope: 'send_notification', client_type: 'room', room_id: '42', room_name: 'ops' });
     const before = up.requests.length;
     const res = await rawRequest(ngx.url, 'POST', `/v2/room/42/notification?auth_token=${t}&color=red`, { 'content-type': 'application/json' }, '{"message":"hi"}');
     expect(res.status).toBe(200);
@@ -201,6 +201,7 @@ describeNginx('forward auth through real nginx (deploy/forward-auth/nginx.conf)'
     expect(u.url).toBe('/v2/room/42/notification?color=red');
     expect(u.body.toString('utf8')).toBe('{"message":"hi"}');
     expect(u.headers['x-auth-room']).toBe('42');
+    expect(u.headers['x-auth-room-name']).toBe('ops');
     expect(u.headers['x-auth-client-type']).toBe('room');
   });
 
