@@ -272,6 +272,12 @@ describeChromium('the Integration page in Chromium', () => {
     expect(session.status).toBe(401);
     expect(((await session.json()) as { error: { message: string } }).error.message).toBe('Invalid OAuth session');
     expect((await store.getToken(personalId))?.revokedAt).toBeDefined();
+    // The API route: refused although the token sits in the gateway's verified-token cache.
+    const n = up.requests.length;
+    const api = await fetch(`${gw.url}/v2/room`, { headers: { authorization: `Bearer ${personalToken}` } });
+    expect(api.status).toBe(401);
+    expect(((await api.json()) as { error: { reason: string } }).error.reason).toBe('token_revoked');
+    expect(up.requests).toHaveLength(n);
   });
 
   it('creates a room notification token on the page', async () => {

@@ -138,6 +138,7 @@ describe('personal tokens: POST/GET/DELETE /v2/oauth/personal-tokens', () => {
 
   it('deletes one (204): its session is gone and the list no longer has it', async () => {
     const made = (await (await fetch(`${f.gw.url}/v2/oauth/personal-tokens`, json(alice, { name: 'short-lived', scopes: 'view_group' }))).json()) as { id: string; token: string; expires_at: string };
+    expect((await fetch(`${f.gw.url}/v2/room`, bearer(made.token))).status).toBe(200); // now cached as verified
     // Without expires_in_s: the longest lifetime (lifetimes.personal_s, 10 days here).
     expect(Date.parse(made.expires_at) - Date.now()).toBeGreaterThan(864_000_000 - 60_000);
     const del = await fetch(`${f.gw.url}/v2/oauth/personal-tokens/${made.id}`, { method: 'DELETE', ...bearer(alice) });
@@ -147,6 +148,11 @@ describe('personal tokens: POST/GET/DELETE /v2/oauth/personal-tokens', () => {
     const session = await fetch(`${f.gw.url}/v2/oauth/token/${made.token}`, bearer(made.token));
     expect(session.status).toBe(401);
     expect(await reason(session)).toBe('token_revoked');
+    const n = f.up.requests.length;
+    const api = await fetch(`${f.gw.url}/v2/room`, bearer(made.token));
+    expect(api.status).toBe(401);
+    expect(await reason(api)).toBe('token_revoked');
+    expect(f.up.requests).toHaveLength(n);
   });
 
   it('refuses a personal token managing personal tokens, a client token, and scopes beyond the caller\'s', async () => {

@@ -3,10 +3,18 @@
  * dir and two "replicas" (two stores, two denylists) on one PostgreSQL schema — push by
  * LISTEN/NOTIFY, the poll as the safety net, the listener's backend terminated and coming back
  * during a revocation, an unreachable store (not ready, last denylist kept, counted), and the
- * entries bounded by the tokens' expiry.
+ * entries bounded by the tokens' expiry. Then the whole thing as operators run it: two real
+ * gateway processes (`scopegate serve`, dist/) on one PostgreSQL and one on the embedded store —
+ * a token used through both, revoked through one (RFC 7009, or `scopegate tokens revoke`), is
+ * refused by both within a generous bound of max_lag_ms (the real distribution is measured by
+ * bench/revocation-lag.mjs), also when the listening connection was cut during the revocation.
  */
 import { Writable } from 'node:stream';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { hashSecret, newId, newSecret } from '../../src/token-service/secrets.js';
+import { openTokenStore } from '../../src/token-service/store/open.js';
+import { runCli, spawnGateway, type GatewayProcess } from '../helpers/process.js';
+import { startUpstream, type Upstream } from '../helpers/upstream.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { createMetrics, type Metrics } from '../../src/observability/metrics.js';
 import { createDenylist, type Denylist } from '../../src/token-service/revocation.js';
@@ -229,5 +237,181 @@ describePostgres('denylist on two replicas sharing PostgreSQL', () => {
     await within(() => !onC.ready(), 2000);
     expect(onC.has('pg-kept')).toBe(true);
     expect(await counter(metrics, 'scopegate_store_errors_total', { op: 'revocation_sync' })).toBeGreaterThan(0);
+  });
+});
+
+
+// ── real gateway processes ─────────────────────────────────────────────────────────────────────
+
+const MAX_LAG_MS = 500;
+
+function processConfig(o: { upstream: string; store: string }): string {
+  return `
+listen: { host: 127.0.0.1, port: 0 }
+admin: { host: 127.0.0.1, port: 0 }
+realm: api
+shutdown_timeout_ms: 2000
+upstreams:
+  default: { url: "${o.upstream}", timeout_ms: 2000, connect_timeout_ms: 500 }
+tokens:
+  issuers:
+    - name: svc
+      issuer: https://auth.scopegate.test
+      audience: api
+      algorithms: [ES256]
+token_service:
+  issuer: svc
+  store: "${o.store}"
+  revocation: { max_lag_ms: ${MAX_LAG_MS} }
+routes:
+  - id: get-room
+    path: /v2/room/{room_id_or_name}
+    methods: [GET]
+    scopes: [view_group]
+`;
+}
+
+const basicAuth = (id: string, secret: string) => `Basic ${Buffer.from(`${id}:${secret}`).toString('base64')}`;
+
+async function issue(gwUrl: string, c: { id: string; secret: string }): Promise<string> {
+  const res = await fetch(`${gwUrl}/oauth/token`, { method: 'POST', headers: { authorization: basicAuth(c.id, c.secret), 'content-type': 'application/x-www-form-urlencoded' }, body: 'grant_type=client_credentials' });
+  expect(res.status).toBe(200);
+  return ((await res.json()) as { access_token: string }).access_token;
+}
+
+/** The reason a gateway answers the token with on an API route ('' when it is let through). */
+async function verdict(gwUrl: string, token: string): Promise<string> {
+  const res = await fetch(`${gwUrl}/v2/room/1`, { headers: { authorization: `Bearer ${token}` } });
+  if (res.status === 200) {
+    await res.body?.cancel();
+    return '';
+  }
+  return ((await res.json()) as { error: { reason: string } }).error.reason;
+}
+
+/** ms from now until every gateway refuses the token with token_revoked (each polled every 5 ms). */
+async function lagUntilRefused(gwUrls: string[], token: string, t0: number, timeoutMs: number): Promise<number[]> {
+  return Promise.all(
+    gwUrls.map(async (u) => {
+      for (;;) {
+        const r = await verdict(u, token);
+        if (r === 'token_revoked') return performance.now() - t0;
+        expect(r).toBe('');
+        if (performance.now() - t0 > timeoutMs) throw new Error(`${u} still accepts the revoked token after ${timeoutMs} ms`);
+        await new Promise((res) => setTimeout(res, 5));
+      }
+    }),
+  );
+}
+
+async function revokeAt(gwUrl: string, c: { id: string; secret: string }, token: string): Promise<void> {
+  const res = await fetch(`${gwUrl}/oauth/revoke`, { method: 'POST', headers: { authorization: basicAuth(c.id, c.secret), 'content-type': 'application/x-www-form-urlencoded' }, body: `token=${token}` });
+  expect(res.status).toBe(200);
+}
+
+describePostgres('revocation across two gateway processes on one PostgreSQL', () => {
+  let schema: TestSchema;
+  let up: Upstream;
+  let dir: TempDir;
+  let gws: GatewayProcess[] = [];
+  let client: { id: string; secret: string };
+
+  beforeAll(async () => {
+    schema = await createTestSchema('revlag');
+    up = await startUpstream();
+    dir = await tempDir();
+    const file = await dir.write('gw.yaml', processConfig({ upstream: up.url, store: schema.url }));
+    gws = await Promise.all([spawnGateway(file, { timeoutMs: 60_000 }), spawnGateway(file, { timeoutMs: 60_000 })]);
+    const store = await openTokenStore(schema.url);
+    client = { id: newId('cl'), secret: newSecret() };
+    await store.createClient({ id: client.id, name: 'lag test', secretHash: await hashSecret(client.secret), clientType: 'group', scopes: ['view_group'], createdAt: Date.now() });
+    await store.close();
+  }, 90_000);
+  afterAll(async () => {
+    await Promise.all(gws.map((g) => g.kill()));
+    await up?.close();
+    await dir?.cleanup();
+    await schema?.drop();
+  });
+
+  it('a token used through both, revoked through one, is refused by both within max_lag_ms', async () => {
+    const [a, b] = gws as [GatewayProcess, GatewayProcess];
+    const token = await issue(a.url, client);
+    expect(await verdict(a.url, token)).toBe('');
+    expect(await verdict(b.url, token)).toBe(''); // now in B's verified-token cache too
+    await revokeAt(a.url, client, token);
+    const t0 = performance.now(); // the call has answered: the revocation is committed
+    const lags = await lagUntilRefused([a.url, b.url], token, t0, 5 * MAX_LAG_MS);
+    for (const lag of lags) expect(lag).toBeLessThan(5 * MAX_LAG_MS);
+  });
+
+  it('the same when the LISTEN connections were cut and come back during the revocation', async () => {
+    const [a, b] = gws as [GatewayProcess, GatewayProcess];
+    const token = await issue(b.url, client);
+    expect(await verdict(a.url, token)).toBe('');
+    expect(await verdict(b.url, token)).toBe('');
+    const admin = await schema.client();
+    try {
+      const killed = await admin.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'scopegate-revocations' AND pid <> pg_backend_pid()`);
+      expect(killed.rowCount).toBeGreaterThanOrEqual(2);
+    } finally {
+      await admin.end();
+    }
+    await revokeAt(b.url, client, token);
+    const t0 = performance.now();
+    const lags = await lagUntilRefused([a.url, b.url], token, t0, 5 * MAX_LAG_MS);
+    for (const lag of lags) expect(lag).toBeLessThan(5 * MAX_LAG_MS);
+    // Both listeners reconnected (the log says so) and keep pushing.
+    await a.waitForLine(/revocation listener lost/, 5000);
+    const later = await issue(a.url, client);
+    expect(await verdict(b.url, later)).toBe('');
+    await revokeAt(a.url, client, later);
+    const t1 = performance.now();
+    for (const lag of await lagUntilRefused([b.url], later, t1, 5 * MAX_LAG_MS)) expect(lag).toBeLessThan(5 * MAX_LAG_MS);
+  });
+});
+
+describe('revocation on a gateway process with the embedded store', () => {
+  let up: Upstream;
+  let dir: TempDir;
+  let gw: GatewayProcess;
+  let file: string;
+  let client: { id: string; secret: string };
+
+  beforeAll(async () => {
+    up = await startUpstream();
+    dir = await tempDir();
+    file = await dir.write('gw.yaml', processConfig({ upstream: up.url, store: `${dir.path}/store` }));
+    // PGlite's first start (initdb) is slow on a busy machine.
+    gw = await spawnGateway(file, { timeoutMs: 60_000 });
+    // Through the running server's control socket, as `scopegate clients create` does.
+    const store = await openTokenStore(`${dir.path}/store`, { attach: true });
+    client = { id: newId('cl'), secret: newSecret() };
+    await store.createClient({ id: client.id, name: 'embedded', secretHash: await hashSecret(client.secret), clientType: 'group', scopes: ['view_group'], createdAt: Date.now() });
+    await store.close();
+  }, 90_000);
+  afterAll(async () => {
+    await gw?.kill();
+    await up?.close();
+    await dir?.cleanup();
+  });
+
+  it('`scopegate tokens revoke` (another process) makes the serving gateway refuse a cached token within max_lag_ms', async () => {
+    const token = await issue(gw.url, client);
+    expect(await verdict(gw.url, token)).toBe('');
+    const jti = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString('utf8')).jti as string;
+    const t0 = performance.now();
+    const r = await runCli(['tokens', 'revoke', '--config', file, jti]);
+    expect(r.code, r.stderr).toBe(0);
+    const [lag] = await lagUntilRefused([gw.url], token, t0, 5 * MAX_LAG_MS + 5000);
+    // The CLI's own start-up is in the measurement; the gateway's part is the push (in-process).
+    expect(lag).toBeLessThan(5 * MAX_LAG_MS + 5000);
+  }, 60_000);
+
+  it('RFC 7009 revoke on the gateway itself is refused at once', async () => {
+    const token = await issue(gw.url, client);
+    expect(await verdict(gw.url, token)).toBe('');
+    await revokeAt(gw.url, client, token);
+    expect(await verdict(gw.url, token)).toBe('token_revoked');
   });
 });
