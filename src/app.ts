@@ -81,6 +81,12 @@ export function endSocketWithResponse(socket: Duplex, status: number, headers: I
   socket.end(Buffer.concat([Buffer.from(lines.join('\r\n')), bytes]));
 }
 
+/**
+ * Marks HTTP/1.0 requests that came without Host: the listener gives them a placeholder so
+ * @hono/node-server can build its URL; it is never forwarded as X-Forwarded-Host.
+ */
+export const HOST_PLACEHOLDER: WeakSet<IncomingMessage> = new WeakSet();
+
 /** Marks requests that sent `Expect: 100-continue` (server.ts' checkContinue listener). */
 export const EXPECTS_CONTINUE: WeakSet<IncomingMessage> = new WeakSet();
 
@@ -200,7 +206,7 @@ export function createApp(loaded: LoadedConfig, deps: AppDeps): Gateway {
         requestId: rc.requestId,
         clientIp: rc.clientIp,
         proto: 'http',
-        host: incoming.headers.host,
+        host: HOST_PLACEHOLDER.has(incoming) ? '' : incoming.headers.host,
         trustedPeer: trusted.contains(rc.clientIp),
         underscoreHeaders: config.listen.underscore_headers,
       }),

@@ -14,7 +14,7 @@ import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { getRequestListener } from '@hono/node-server';
 import { createAdminApp, type ReadinessCheck } from '../../admin.js';
-import { createApp, endSocketWithResponse, EXPECTS_CONTINUE, requestIdOf, type Gateway } from '../../app.js';
+import { createApp, endSocketWithResponse, EXPECTS_CONTINUE, HOST_PLACEHOLDER, requestIdOf, type Gateway } from '../../app.js';
 import { loadConfigFile, type LoadedConfig } from '../../config/load.js';
 import { GatewayError, renderError } from '../../errors.js';
 import { buildCoreGeneration, createReloader, readinessOf, type CoreGeneration } from '../../gateway/generation.js';
@@ -158,6 +158,12 @@ export async function startNodeGateway(opts: StartOptions): Promise<RunningGatew
   };
   const honoListener = getRequestListener((req, env) => reloader.current().gateway.fetch(req, env as never), { errorHandler: refuseMalformed });
   const listener = (req: http.IncomingMessage, res: http.ServerResponse) => {
+    // HTTP/1.0 may omit Host (HTTP/1.1 without one is refused by the decision, which counts the
+    // raw headers): @hono/node-server needs one to build its URL.
+    if (req.headers.host === undefined) {
+      req.headers.host = 'localhost';
+      HOST_PLACEHOLDER.add(req);
+    }
     arriving = req;
     try {
       return honoListener(req, res);
