@@ -164,6 +164,8 @@ export function createApp(loaded: LoadedConfig, deps: AppDeps): Gateway {
     rc.limitKey = d.limitKey;
     if (d.kind === 'forward') {
       rc.decision = d.outcome;
+      // last_used_at of the service's own tokens (throttled inside: one write per token per 10 min).
+      if (tokenService !== undefined && d.principal?.tokenId !== undefined && d.principal.issuerName === tokenService.issuerName) tokenService.usage.seen(d.principal.tokenId);
       if (d.responseHeaders !== undefined) Object.assign(rc.responseHeaders, d.responseHeaders);
       return proxy(c, rc, d);
     }

@@ -89,10 +89,14 @@ export async function buildCoreGeneration(loaded: LoadedConfig, previous: CoreGe
   const storeKey = storeIdentity(cfg);
   const store = previous && previous.storeKey === storeKey ? previous.store : makeStore(cfg, deps);
   const limiter = createRateLimiter(cfg.rate_limit, { store, clock });
+  // The token service is built after the decision (it verifies with the same verifier); the
+  // decision asks its denylist after every verification, cached tokens included.
+  let tokenService: TokenService | undefined;
   const decider = createDecider(loaded, {
     clock,
     verifier,
     limiter,
+    isRevoked: cfg.token_service ? (jti: string) => tokenService?.denylist.has(jti) ?? false : undefined,
     observer: {
       storeError: (err, refused) => {
         metrics.rateLimitStoreErrors.inc({ store: store.kind });
@@ -104,7 +108,6 @@ export async function buildCoreGeneration(loaded: LoadedConfig, previous: CoreGe
       rateLimited: (route, kind) => metrics.rateLimited.inc({ route, kind }),
     },
   });
-  let tokenService: TokenService | undefined;
   const host = deps.host;
   if (cfg.token_service && host) {
     if (cfg.token_service.store !== host.configured) {

@@ -158,6 +158,7 @@ export async function startBunGateway(opts: StartOptions): Promise<RunningGatewa
       return new Response(r.body, { status: r.status, headers: { ...r.headers, ...own } });
     }
     rec.decision = d.outcome;
+    if (g.tokenService !== undefined && d.principal?.tokenId !== undefined && d.principal.issuerName === g.tokenService.issuerName) g.tokenService.usage.seen(d.principal.tokenId);
     Object.assign(own, d.responseHeaders);
     const incoming = headerRecord(req.headers);
     const headers = buildUpstreamHeaders(incoming, {
