@@ -47,12 +47,18 @@
  *   process.stdout.write(formatCheck(report)); // exit report.ok ? 0 : 1
  */
 import { readFile } from 'node:fs/promises';
-import { resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
+import { loadIssuerKeys } from './auth/keys.js';
 import { allowedClientTypes } from './authz/authorize.js';
 import { parseConfigText } from './config/load.js';
 import type { GatewayConfig, WindowConfig } from './config/schema.js';
 import { analyzeRoutes, methodsLabel, type RouteFinding } from './routing/analyze-routes.js';
-import { compileRoute } from './routing/compile-routes.js';
+import { compileRoute, compileRoutes } from './routing/compile-routes.js';
+import { matchRoute } from './routing/match-route.js';
+import { servicePaths } from './token-service/service.js';
+import { ConfigError } from './errors.js';
+
+const FILE_OR_SECRET = ['secrets', 'public_key_file', 'jwks_file', 'private_key_file'] as const;
 import type { CompiledRoute } from './types.js';
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -112,8 +118,40 @@ export async function runCheck(file: string, env: Env = process.env): Promise<Ch
     const path = findingPath(f, config.routes[f.index]?.id !== undefined);
     return { ...f, path, line: line(path) };
   });
+  // The token service's paths are answered before the route table: a route on one never runs.
+  if (config.token_service) {
+    const paths = servicePaths(config.token_service);
+    config.routes.forEach((r, i) => {
+      const compiled = compileRoutes([r]);
+      const hit = paths.find((p) => matchRoute(compiled, 'GET', p).kind !== 'not_found' || matchRoute(compiled, 'POST', p).kind !== 'not_found');
+      if (hit === undefined) return;
+      const path = `routes[${i}].path`;
+      findings.push({
+        severity: 'warning',
+        code: 'service_shadowed',
+        route: r.id ?? r.path,
+        index: i,
+        message: `Route "${r.id ?? r.path}" (routes[${i}]) covers ${hit}, which the token service answers before the route table; the route never sees it.`,
+        path,
+        line: line(path),
+      });
+    });
+  }
+  // The key files serve would load, loaded the same way (a missing public_key_file fails here,
+  // not at start-up). A remote JWKS is serve's to reach (readiness); the token service's issuer
+  // without a key source uses its store's keys.
+  const keyErrors: CheckIssue[] = [];
+  for (const [i, issuer] of config.tokens.issuers.entries()) {
+    if (issuer.jwks_url || !FILE_OR_SECRET.some((k) => issuer[k] !== undefined)) continue;
+    try {
+      await loadIssuerKeys(issuer, i, { baseDir: dirname(abs) });
+    } catch (e) {
+      if (!(e instanceof ConfigError)) throw e;
+      for (const x of e.issues) keyErrors.push({ path: x.path, line: line(x.path), message: x.message });
+    }
+  }
   const routes = config.routes.map((r, i) => describeRoute(compileRoute(r, i), config, line(`routes[${i}]`)));
-  return report(abs, [], findings, routes);
+  return report(abs, keyErrors, findings, routes);
 }
 
 function report(file: string, errors: CheckIssue[], findings: CheckFinding[], routes: CheckRoute[]): CheckReport {

@@ -34,7 +34,9 @@ export type RouteFindingCode =
   | 'room_param_missing'
   | 'flood_param_missing'
   | 'public_with_auth'
-  | 'semicolon_literal';
+  | 'semicolon_literal'
+  /** The token service answers this route's path before the route table (SPEC §9). */
+  | 'service_shadowed';
 
 export interface RouteFinding {
   /** `error`: `compileRoutes` refuses the table (check exits 1). `warning`: accepted, but look. */

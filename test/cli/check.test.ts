@@ -93,6 +93,40 @@ describe('scopegate check: errors (exit 1)', () => {
   });
 });
 
+describe('scopegate check: the key files serve would load', () => {
+  it('fails on a public_key_file that does not exist, naming its YAML path (serve would fail the same way)', async () => {
+    const file = await dir.write(
+      'keys-missing.yaml',
+      `upstreams:\n  default: { url: "http://127.0.0.1:9" }\ntokens:\n  issuers:\n    - name: idp\n      algorithms: [RS256]\n      public_key_file: ./nope.pem\nroutes:\n  - { path: /a, scopes: [s] }\n`,
+    );
+    const r = await runCli(['check', '--config', file]);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/tokens\.issuers\[0\]\.public_key_file/);
+  });
+  it('fails on a key file that is not a key', async () => {
+    await dir.write('garbage.pem', 'not a key\n');
+    const file = await dir.write(
+      'keys-garbage.yaml',
+      `upstreams:\n  default: { url: "http://127.0.0.1:9" }\ntokens:\n  issuers:\n    - name: idp\n      algorithms: [RS256]\n      public_key_file: ./garbage.pem\nroutes:\n  - { path: /a, scopes: [s] }\n`,
+    );
+    const r = await runCli(['check', '--config', file]);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/public_key_file/);
+  });
+});
+
+describe('scopegate check: routes the token service shadows', () => {
+  it('warns about a route on a path the token service answers first', async () => {
+    const r = await check('  - { path: "/v2/oauth/token", methods: [POST], scopes: [s] }\n', {
+      extra: 'token_service: { issuer: local, store: ./data-never-opened }\n',
+      json: true,
+    });
+    expect(r.code).toBe(0);
+    const report = JSON.parse(r.stdout) as CheckReport;
+    expect(report.findings.map((f) => f.code)).toContain('service_shadowed');
+  });
+});
+
 describe('scopegate check: warnings (exit 0)', () => {
   const warnings: Array<[string, string, RegExp]> = [
     [
