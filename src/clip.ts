@@ -17,7 +17,6 @@ export const CLIP_BYTES = 256;
 export function clip(s: string, maxBytes: number = CLIP_BYTES): string {
   // Fast path: every UTF-16 unit is at most 3 UTF-8 bytes.
   if (s.length * 3 <= maxBytes) return s;
-  if (s.length <= maxBytes && /^[\x00-\x7f]*$/.test(s)) return s;
   if (encoder.encode(s).length <= maxBytes) return s;
   let bytes = 0;
   let end = 0;
