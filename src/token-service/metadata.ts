@@ -30,7 +30,16 @@ export function baseUrlFor(publicUrl: string | undefined, facts: { proto: 'http'
   if (publicUrl !== undefined) return publicUrl.replace(/\/+$/, '');
   const host = facts.host;
   if (host === undefined || host.length > 261 || !HOST.test(host)) return undefined;
-  return `${facts.proto}://${host.toLowerCase()}`;
+  const base = `${facts.proto}://${host.toLowerCase()}`;
+  // The HOST pattern admits a few spellings WHATWG URL refuses ('[.]', a port over 65535): a base
+  // that does not parse as a plain origin is no base to advertise.
+  try {
+    const u = new URL(base);
+    if (u.pathname !== '/' || u.search !== '' || u.username !== '') return undefined;
+  } catch {
+    return undefined;
+  }
+  return base;
 }
 
 /** The scopes the route table names (scopes and scopes_all), in route order, each once. */
