@@ -428,6 +428,9 @@ describe('Hono middleware, in-process', () => {
           for (const p of ran) expect(p).toBeUndefined();
         } else {
           expect(ran).toHaveLength(0);
+          // A target the URL parser normalises out of /v2/ ('/v2/..' is '/') never reaches the
+          // middleware: Hono's own 404 answers it, not an envelope.
+          if (!new URL(t, 'http://h').pathname.startsWith('/v2/')) return;
           const body = await res.text();
           expect(JSON.parse(body).error.code).toBe(res.status);
           expect(body).not.toContain(valid.split('.')[2]!);
