@@ -15,19 +15,15 @@
  *   await gw.shutdown();
  */
 import { createAdminApp, type ReadinessCheck } from '../../admin.js';
-import { loadConfigFile, type LoadedConfig } from '../../config/load.js';
 import type { RequestFacts } from '../../core/decide.js';
 import { GatewayError, renderError } from '../../errors.js';
 import { createAccessLog, requestIdOf, type AccessRecord } from '../../gateway/access.js';
+import type { LoadedConfig } from '../../config/load.js';
+import { prepareStart } from '../../gateway/start.js';
 import { buildCoreGeneration, createReloader, readinessOf, type CoreGeneration } from '../../gateway/generation.js';
 import { recordForwardAuth, recordServiceOutcome, serviceFor } from '../../gateway/service-route.js';
-import { openTokenServiceHost } from '../../gateway/token-service-host.js';
-import { createLogger } from '../../observability/logger.js';
-import { createMetrics } from '../../observability/metrics.js';
 import { buildUpstreamHeaders } from '../../proxy/upstream-headers.js';
 import type { RunningGateway, StartOptions } from '../../server.js';
-import { systemClock } from '../../types.js';
-import { VERSION } from '../../version.js';
 import { bun, type BunServer, type BunServerWebSocket } from './bun-api.js';
 import { createBunForwarder, type BunForwarder } from './forward.js';
 
@@ -78,17 +74,7 @@ function isWebSocketRequest(req: Request): boolean {
 }
 
 export async function startBunGateway(opts: StartOptions): Promise<RunningGateway> {
-  const clock = opts.clock ?? systemClock;
-  const logger = opts.logger ?? createLogger();
-  const metrics = opts.metrics ?? createMetrics({ version: VERSION });
-  const load = async (): Promise<LoadedConfig> => {
-    if (opts.configFile) return loadConfigFile(opts.configFile, opts.env);
-    if (opts.loaded) return opts.loaded;
-    throw new Error('startGateway needs `loaded` or `configFile`');
-  };
-  const initial = await load();
-  // The token service's store and keys live as long as the process, across reloads.
-  const host = await openTokenServiceHost(initial, { clock, logger, metrics });
+  const { clock, logger, metrics, load, initial, host } = await prepareStart(opts);
   const build = async (loaded: LoadedConfig, previous?: Generation): Promise<Generation> => {
     const core = await buildCoreGeneration(loaded, previous, { clock, logger, metrics, host });
     const cfg = loaded.config;

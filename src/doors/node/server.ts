@@ -15,17 +15,13 @@ import type { Duplex } from 'node:stream';
 import { getRequestListener } from '@hono/node-server';
 import { createAdminApp, type ReadinessCheck } from '../../admin.js';
 import { createApp, endSocketWithResponse, EXPECTS_CONTINUE, HOST_PLACEHOLDER, requestIdOf, type Gateway } from '../../app.js';
-import { loadConfigFile, type LoadedConfig } from '../../config/load.js';
 import { GatewayError, renderError } from '../../errors.js';
+import type { LoadedConfig } from '../../config/load.js';
+import { prepareStart } from '../../gateway/start.js';
 import { buildCoreGeneration, createReloader, readinessOf, type CoreGeneration } from '../../gateway/generation.js';
-import { openTokenServiceHost } from '../../gateway/token-service-host.js';
 import { createAccessLog } from '../../gateway/access.js';
-import { createLogger } from '../../observability/logger.js';
-import { createMetrics } from '../../observability/metrics.js';
 import { createForwarder, type Forwarder } from '../../proxy/forward.js';
 import type { RunningGateway, StartOptions } from '../../server.js';
-import { systemClock } from '../../types.js';
-import { VERSION } from '../../version.js';
 
 /** One configuration's worth of request-handling state: the shared core plus the Node door's parts. */
 interface Generation extends CoreGeneration {
@@ -87,18 +83,7 @@ function handleAsPlainRequest(
 }
 
 export async function startNodeGateway(opts: StartOptions): Promise<RunningGateway> {
-  const clock = opts.clock ?? systemClock;
-  const logger = opts.logger ?? createLogger();
-  const metrics = opts.metrics ?? createMetrics({ version: VERSION });
-  const load = async (): Promise<LoadedConfig> => {
-    if (opts.configFile) return loadConfigFile(opts.configFile, opts.env);
-    if (opts.loaded) return opts.loaded;
-    throw new Error('startGateway needs `loaded` or `configFile`');
-  };
-
-  const initial = await load();
-  // The token service's store and keys live as long as the process, across reloads.
-  const host = await openTokenServiceHost(initial, { clock, logger, metrics });
+  const { clock, logger, metrics, load, initial, host } = await prepareStart(opts);
   const build = async (loaded: LoadedConfig, previous?: Generation): Promise<Generation> => {
     const core = await buildCoreGeneration(loaded, previous, { clock, logger, metrics, host });
     const cfg = loaded.config;
