@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { RouteConfig } from '../config/schema.js';
 import type { CompiledRoute, Principal } from '../types.js';
-import { authorize, isAuthTest, isNumericPathValue, roomMatches } from './authorize.js';
+import { authorize, isNumericPathValue, roomMatches } from './authorize.js';
 
 function route(config: Partial<RouteConfig>): CompiledRoute {
   const c = { path: '/v2/room/{room}', public: false, ...config } as RouteConfig;
@@ -95,18 +95,3 @@ describe('authorize', () => {
   });
 });
 
-describe('isAuthTest', () => {
-  it.each([
-    ['auth_test=true', true],
-    ['auth_test=TRUE', true],
-    ['a=1&auth_test=True&b=2', true],
-    ['auth%5Ftest=true', true],
-    ['auth_test=false', false],
-    ['auth_test=1', false],
-    ['auth_test', false],
-    ['xauth_test=true', false],
-    ['', false],
-  ])('%s → %s', (q, expected) => {
-    expect(isAuthTest(q)).toBe(expected);
-  });
-});

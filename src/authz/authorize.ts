@@ -10,7 +10,6 @@
 import { CLIENT_TYPES } from '../config/schema.js';
 import { GatewayError } from '../errors.js';
 import type { CompiledRoute, Principal } from '../types.js';
-import { formDecode } from '../form-decode.js';
 import { clip } from '../clip.js';
 
 /** Expands a route's client_types (`oauth` = any of group, room, user); absent = any. */
@@ -71,16 +70,5 @@ const NUMERIC = /^\s*[+-]?\p{Nd}+(?:_\p{Nd}+)*\s*$/u;
 export function roomMatches(p: Principal, room: string): boolean {
   if (p.room !== undefined && room === p.room) return true;
   return p.roomName !== undefined && room === p.roomName && !isNumericPathValue(room);
-}
-
-/** True when the raw query has `auth_test=true` (value case-insensitive, name exact). */
-export function isAuthTest(rawQuery: string): boolean {
-  if (!rawQuery || (!rawQuery.includes('auth_test') && !rawQuery.includes('%'))) return false;
-  for (const pair of rawQuery.split('&')) {
-    const eq = pair.indexOf('=');
-    if (eq === -1) continue;
-    if (formDecode(pair.slice(0, eq)) === 'auth_test' && formDecode(pair.slice(eq + 1)).toLowerCase() === 'true') return true;
-  }
-  return false;
 }
 
