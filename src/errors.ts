@@ -10,6 +10,7 @@
  *   throw new GatewayError('scope_insufficient', { scopes: ['view_group', 'view_room'] });
  *   const { status, headers, body } = renderError(err, { realm: 'api' });
  */
+import { clip as clipBytes } from './clip.js';
 
 /**
  * Reason phrases of the statuses the gateway writes itself (RFC 9110 §15), as HipChat's `type`.
@@ -125,9 +126,8 @@ export function pyList(items: readonly string[]): string {
   return `[${items.map((s) => `u'${s}'`).join(', ')}]`;
 }
 
-function clip(s: string, max = 128): string {
-  return s.length > max ? `${s.slice(0, max)}…` : s;
-}
+/** Request- and token-derived text in a message: the one clip, at 128 bytes. */
+const clip = (s: string): string => clipBytes(s, 128);
 
 export const ERRORS: Readonly<Record<ErrorCode, ErrorRow>> = {
   bad_request: { status: 400, challenge: 'invalid_request', message: (d) => (d.why ? `Bad request: ${d.why}` : 'Bad request') },

@@ -21,6 +21,7 @@ import { createRateLimiter, type RateLimiter } from './ratelimit/policy.js';
 import { compileRoutes } from './routing/compile-routes.js';
 import { matchRoute } from './routing/match-route.js';
 import { systemClock, type Clock } from './types.js';
+import { clip as clipBytes } from './clip.js';
 
 export interface ExplainStep {
   step: 'path_safety' | 'route' | 'token' | 'verify' | 'client_type' | 'scopes' | 'room' | 'auth_test' | 'rate_limit' | 'proxy';
@@ -236,7 +237,7 @@ function describeUnverified(token: string, issuers: readonly IssuerConfig[]): st
 }
 
 function clip(s: string): string {
-  return s.length > 64 ? `${s.slice(0, 64)}…` : s;
+  return clipBytes(s, 64);
 }
 
 /** Belt and braces: the token never leaves `explain`, whatever a message or a path echoed. */

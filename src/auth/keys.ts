@@ -31,6 +31,7 @@ import {
 import { ConfigError, GatewayError } from '../errors.js';
 import { HMAC_ALGORITHMS, type IssuerConfig } from '../config/schema.js';
 import type { AuthObserver } from './verify-token.js';
+import { clip as clipBytes } from '../clip.js';
 
 /** A key jose's `jwtVerify` accepts. */
 export type VerifyKey = Uint8Array | KeyObject | CryptoKey;
@@ -278,7 +279,7 @@ async function fromSet(resolve: (h: JWSHeaderParameters) => Promise<CryptoKey>, 
 }
 
 function clip(s: string): string {
-  return s.length > 64 ? `${s.slice(0, 64)}…` : s;
+  return clipBytes(s, 64);
 }
 
 function localJwksKeys(issuer: IssuerConfig, text: string, configPath: string): IssuerKeys {
