@@ -23,6 +23,7 @@ import { openPostgresStore } from '../../src/token-service/store/postgres.js';
 import type { TokenStore } from '../../src/token-service/store.js';
 import { createTestSchema, describePostgres, type TestSchema } from '../helpers/postgres.js';
 import { tempDir, testClock, type TempDir } from '../helpers/tokens.js';
+import { issue, lagUntilRefused, MAX_LAG_MS, processConfig, revokeAt, verdict } from './processes.js';
 
 function quietLogger() {
   const lines: string[] = [];
@@ -242,72 +243,6 @@ describePostgres('denylist on two replicas sharing PostgreSQL', () => {
 
 
 // ── real gateway processes ─────────────────────────────────────────────────────────────────────
-
-const MAX_LAG_MS = 500;
-
-function processConfig(o: { upstream: string; store: string }): string {
-  return `
-listen: { host: 127.0.0.1, port: 0 }
-admin: { host: 127.0.0.1, port: 0 }
-realm: api
-shutdown_timeout_ms: 2000
-upstreams:
-  default: { url: "${o.upstream}", timeout_ms: 2000, connect_timeout_ms: 500 }
-tokens:
-  issuers:
-    - name: svc
-      issuer: https://auth.scopegate.test
-      audience: api
-      algorithms: [ES256]
-token_service:
-  issuer: svc
-  store: "${o.store}"
-  revocation: { max_lag_ms: ${MAX_LAG_MS} }
-routes:
-  - id: get-room
-    path: /v2/room/{room_id_or_name}
-    methods: [GET]
-    scopes: [view_group]
-`;
-}
-
-const basicAuth = (id: string, secret: string) => `Basic ${Buffer.from(`${id}:${secret}`).toString('base64')}`;
-
-async function issue(gwUrl: string, c: { id: string; secret: string }): Promise<string> {
-  const res = await fetch(`${gwUrl}/oauth/token`, { method: 'POST', headers: { authorization: basicAuth(c.id, c.secret), 'content-type': 'application/x-www-form-urlencoded' }, body: 'grant_type=client_credentials' });
-  expect(res.status).toBe(200);
-  return ((await res.json()) as { access_token: string }).access_token;
-}
-
-/** The reason a gateway answers the token with on an API route ('' when it is let through). */
-async function verdict(gwUrl: string, token: string): Promise<string> {
-  const res = await fetch(`${gwUrl}/v2/room/1`, { headers: { authorization: `Bearer ${token}` } });
-  if (res.status === 200) {
-    await res.body?.cancel();
-    return '';
-  }
-  return ((await res.json()) as { error: { reason: string } }).error.reason;
-}
-
-/** ms from now until every gateway refuses the token with token_revoked (each polled every 5 ms). */
-async function lagUntilRefused(gwUrls: string[], token: string, t0: number, timeoutMs: number): Promise<number[]> {
-  return Promise.all(
-    gwUrls.map(async (u) => {
-      for (;;) {
-        const r = await verdict(u, token);
-        if (r === 'token_revoked') return performance.now() - t0;
-        expect(r).toBe('');
-        if (performance.now() - t0 > timeoutMs) throw new Error(`${u} still accepts the revoked token after ${timeoutMs} ms`);
-        await new Promise((res) => setTimeout(res, 5));
-      }
-    }),
-  );
-}
-
-async function revokeAt(gwUrl: string, c: { id: string; secret: string }, token: string): Promise<void> {
-  const res = await fetch(`${gwUrl}/oauth/revoke`, { method: 'POST', headers: { authorization: basicAuth(c.id, c.secret), 'content-type': 'application/x-www-form-urlencoded' }, body: `token=${token}` });
-  expect(res.status).toBe(200);
-}
 
 describePostgres('revocation across two gateway processes on one PostgreSQL', () => {
   let schema: TestSchema;

@@ -1,0 +1,96 @@
+/**
+ * Shared set-up for tests that run the token service as real `scopegate serve` processes (dist/,
+ * through test/helpers/process.ts): the gateway config (an ES256 issuer whose keys live in the
+ * store, one API route to a real upstream), and the client side of the wire — RFC 6749 Basic,
+ * issuing a client_credentials token, asking a gateway what it says about a token on the API
+ * route, revoking (RFC 7009), and measuring how long until every gateway refuses a revoked token.
+ * Used by revocation.test.ts, gateway-crash.test.ts and replicas.test.ts.
+ *
+ * @example
+ *   const file = await dir.write('gw.yaml', processConfig({ upstream: up.url, store: schema.url }));
+ *   const gw = await spawnGateway(file, { timeoutMs: 60_000 });
+ *   const token = await issue(gw.url, client);
+ *   expect(await verdict(gw.url, token)).toBe('');           // let through to the upstream
+ *   await revokeAt(gw.url, client, token);
+ *   await lagUntilRefused([gw.url], token, performance.now(), 5 * MAX_LAG_MS);
+ */
+import { expect } from 'vitest';
+
+/** revocation.max_lag_ms of processConfig's gateways. */
+export const MAX_LAG_MS = 500;
+
+/** The API route processConfig's gateways serve: GET /v2/room/{room_id_or_name}, scope view_group. */
+export const ROOM_ROUTE = '/v2/room/';
+
+/**
+ * A gateway config with the token service on `store` (a directory or postgres://…): issuer `svc`
+ * (ES256, keys generated into the store), revocation.max_lag_ms = MAX_LAG_MS, and one route
+ * (GET /v2/room/{room_id_or_name}, view_group) to `upstream`. `tokenService` adds lines to the
+ * token_service section (e.g. `password_grant: true`), indented by this function.
+ */
+export function processConfig(o: { upstream: string; store: string; tokenService?: string }): string {
+  return `
+listen: { host: 127.0.0.1, port: 0 }
+admin: { host: 127.0.0.1, port: 0 }
+realm: api
+shutdown_timeout_ms: 2000
+upstreams:
+  default: { url: "${o.upstream}", timeout_ms: 2000, connect_timeout_ms: 500 }
+tokens:
+  issuers:
+    - name: svc
+      issuer: https://auth.scopegate.test
+      audience: api
+      algorithms: [ES256]
+token_service:
+  issuer: svc
+  store: "${o.store}"
+  revocation: { max_lag_ms: ${MAX_LAG_MS} }
+${(o.tokenService ?? '').replace(/^(?=.)/gm, '  ')}
+routes:
+  - id: get-room
+    path: /v2/room/{room_id_or_name}
+    methods: [GET]
+    scopes: [view_group]
+`;
+}
+
+export const basicAuth = (id: string, secret: string) => `Basic ${Buffer.from(`${id}:${secret}`).toString('base64')}`;
+
+/** A client_credentials access token from the standard dialect (asserts 200). */
+export async function issue(gwUrl: string, c: { id: string; secret: string }): Promise<string> {
+  const res = await fetch(`${gwUrl}/oauth/token`, { method: 'POST', headers: { authorization: basicAuth(c.id, c.secret), 'content-type': 'application/x-www-form-urlencoded' }, body: 'grant_type=client_credentials' });
+  expect(res.status).toBe(200);
+  return ((await res.json()) as { access_token: string }).access_token;
+}
+
+/** The reason a gateway answers the token with on the API route ('' when it is let through). */
+export async function verdict(gwUrl: string, token: string, room = '1'): Promise<string> {
+  const res = await fetch(`${gwUrl}${ROOM_ROUTE}${encodeURIComponent(room)}`, { headers: { authorization: `Bearer ${token}` } });
+  if (res.status === 200) {
+    await res.body?.cancel();
+    return '';
+  }
+  return ((await res.json()) as { error: { reason: string } }).error.reason;
+}
+
+/** ms from `t0` until every gateway refuses the token with token_revoked (each polled every 5 ms). */
+export async function lagUntilRefused(gwUrls: string[], token: string, t0: number, timeoutMs: number): Promise<number[]> {
+  return Promise.all(
+    gwUrls.map(async (u) => {
+      for (;;) {
+        const r = await verdict(u, token);
+        if (r === 'token_revoked') return performance.now() - t0;
+        expect(r).toBe('');
+        if (performance.now() - t0 > timeoutMs) throw new Error(`${u} still accepts the revoked token after ${timeoutMs} ms`);
+        await new Promise((res) => setTimeout(res, 5));
+      }
+    }),
+  );
+}
+
+/** RFC 7009 revocation at one gateway (asserts 200). */
+export async function revokeAt(gwUrl: string, c: { id: string; secret: string }, token: string): Promise<void> {
+  const res = await fetch(`${gwUrl}/oauth/revoke`, { method: 'POST', headers: { authorization: basicAuth(c.id, c.secret), 'content-type': 'application/x-www-form-urlencoded' }, body: `token=${token}` });
+  expect(res.status).toBe(200);
+}
