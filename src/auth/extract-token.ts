@@ -153,7 +153,7 @@ function validate(token: string, where: string, opts: ExtractOptions): string {
 }
 
 /** UTF-8 length of `s` in bytes, without allocating (and without Node's Buffer). */
-function utf8Length(s: string): number {
+export function utf8Length(s: string): number {
   if (/^[\x21-\x7e]*$/.test(s)) return s.length;
   let n = 0;
   for (let i = 0; i < s.length; i++) {

@@ -91,6 +91,28 @@ describe('checkTokenShape', () => {
       { numRuns: 5000 },
     );
   });
+
+  it('says what the Buffer-counting check said, on any string and any size bound (UTF-8 of every width near the bound)', () => {
+    // The check as it was, with Node's Buffer: the size first, in UTF-8 bytes, then the shape
+    // (asked of checkTokenShape with no size bound, so the size logic under test plays no part).
+    const before = (t: string, max: number): string | null => {
+      if (t.length > max || Buffer.byteLength(t, 'utf8') > max) return `token_malformed: token is longer than ${max} bytes`;
+      return checkTokenShape(t, Number.MAX_SAFE_INTEGER)?.message ?? null;
+    };
+    const wide = fc.constantFrom('a', '.', 'é', '€', '😀', '\ud800', '\udc00', ' ');
+    fc.assert(
+      fc.property(
+        fc.oneof(fc.string({ unit: wide, maxLength: 40 }), fc.string({ unit: 'binary', maxLength: 40 }), fc.tuple(b64urlString, b64urlString, b64urlString).map((p) => p.join('.'))),
+        fc.nat({ max: 100 }),
+        (t, max) => {
+          expect(checkTokenShape(t, max)?.message ?? null).toBe(before(t, max));
+        },
+      ),
+      { numRuns: 5000 },
+    );
+    expect(checkTokenShape('é'.repeat(5), 9)?.message).toContain('longer than 9 bytes');
+    expect(checkTokenShape('é'.repeat(5), 10)?.message).toContain('not a compact JWS');
+  });
 });
 
 /** `token` with the character at `i` replaced by `c`. */

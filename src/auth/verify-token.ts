@@ -24,6 +24,7 @@ import { clip as clipBytes } from '../clip.js';
 import type { IssuerConfig, TokensConfig } from '../config/schema.js';
 import type { Clock, Principal } from '../types.js';
 import { mapClaims } from './claims.js';
+import { utf8Length } from './extract-token.js';
 import { loadIssuerKeys, type IssuerKeys, type StoreKeySource, type VerifyKey } from './keys.js';
 import { createTokenCache, tokenHash } from './token-cache.js';
 
@@ -102,10 +103,11 @@ export function isCanonicalBase64url(s: string): boolean {
  * part), as `token_malformed`; they run before the cache is consulted.
  */
 export function checkTokenShape(token: string, maxTokenBytes: number): GatewayError | null {
-  if (token.length > maxTokenBytes || Buffer.byteLength(token, 'utf8') > maxTokenBytes) {
-    return fail('token_malformed', `token is longer than ${maxTokenBytes} bytes`);
-  }
+  if (token.length > maxTokenBytes) return tooLong(maxTokenBytes);
   if (!COMPACT_JWS.test(token)) {
+    // A compact JWS is ASCII, its length its byte count: UTF-8 is counted only for the strings
+    // refused here, to name the size when that is what they break (no Buffer: every runtime).
+    if (utf8Length(token) > maxTokenBytes) return tooLong(maxTokenBytes);
     return fail('token_malformed', 'not a compact JWS (three base64url parts separated by dots)');
   }
   const parts = token.split('.');
@@ -118,6 +120,10 @@ export function checkTokenShape(token: string, maxTokenBytes: number): GatewayEr
 }
 
 const PART_NAMES = ['protected header', 'payload', 'signature'] as const;
+
+function tooLong(maxTokenBytes: number): GatewayError {
+  return fail('token_malformed', `token is longer than ${maxTokenBytes} bytes`);
+}
 
 /**
  * Builds the verifier: reads every issuer's key files once (ConfigError on a bad one) and sets up
