@@ -29,7 +29,7 @@
 import type { Context, MiddlewareHandler } from 'hono';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { createTokenVerifier, type TokenVerifier } from '../../auth/verify-token.js';
-import type { LoadedConfig } from '../../config/load.js';
+import type { LoadedConfig } from '../../config/parse.js';
 import { createDecider, type Decider, type Decision, type RequestFacts } from '../../core/decide.js';
 import { ConfigError, GatewayError, renderError, type RenderOptions } from '../../errors.js';
 import { createMemoryStore } from '../../ratelimit/memory-store.js';

@@ -20,7 +20,7 @@
 import type { Context } from 'hono';
 import { isMap, LineCounter, parseDocument } from 'yaml';
 import type { z } from 'zod';
-import { formatPath, parseConfigText, type LoadedConfig } from '../../config/load.js';
+import { formatPath, parseConfigText, type LoadedConfig } from '../../config/parse.js';
 import { clip } from '../../clip.js';
 import { GatewayConfigSchema, type GatewayConfig } from '../../config/schema.js';
 import { ConfigError, type ConfigIssue } from '../../errors.js';
