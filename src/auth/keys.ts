@@ -9,14 +9,20 @@
  * fetched successfully keeps serving when a refresh fails, for `cooldown_ms` before the next try.
  * Keys never obtained → GatewayError('keys_unavailable') (503), never a 401.
  *
+ * Key files need Node's crypto (KeyObject, X.509) and file system: they are taken from the runtime
+ * (`process.getBuiltinModule`, src/builtin.ts) when an issuer names a file, not imported, so the
+ * Hono middleware's bundle has no `node:` import and runs where there is none — with `secrets`
+ * or `jwks_url` (Web Crypto, through jose) — and a key file there is a ConfigError saying why.
+ *
  * @example
  *   const keys = await loadIssuerKeys(cfg.tokens.issuers[0], 0, { baseDir, observer });
  *   const candidates = await keys.keysFor({ alg: 'RS256', kid: 'k1' }); // try each in order
  *   await keys.readiness(); // { ok: true } once keys are available
  */
-import { createPrivateKey, createPublicKey, X509Certificate, type JsonWebKey, type KeyObject } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
-import { resolve as resolvePath } from 'node:path';
+import type * as NodeCrypto from 'node:crypto';
+import type { JsonWebKey, KeyObject } from 'node:crypto';
+import type * as NodeFs from 'node:fs/promises';
+import type * as NodePath from 'node:path';
 import {
   createLocalJWKSet,
   createRemoteJWKSet,
@@ -28,6 +34,7 @@ import {
   type JWK,
   type JWSHeaderParameters,
 } from 'jose';
+import { nodeBuiltin } from '../builtin.js';
 import { ConfigError, GatewayError } from '../errors.js';
 import { HMAC_ALGORITHMS, type IssuerConfig } from '../config/schema.js';
 import type { AuthObserver } from './verify-token.js';
@@ -90,7 +97,7 @@ export async function loadIssuerKeys(issuer: IssuerConfig, index: number, opts: 
   if (issuer.private_key_file) {
     const text = await readKeyFile(issuer.private_key_file, path('private_key_file'), opts.baseDir);
     const priv = parsePrivateKey(text, path('private_key_file'));
-    return singleKey(issuer, 'private_key_file', createPublicKey(priv.key), path('private_key_file'));
+    return singleKey(issuer, 'private_key_file', fileModules(path('private_key_file')).crypto.createPublicKey(priv.key), path('private_key_file'));
   }
   if (opts.storeKeys && opts.storeKeys.issuer === issuer.name) return tokenStoreKeys(issuer, opts.storeKeys);
   // The schema guarantees one source (or the token service's store); reaching here is a programming error.
@@ -149,10 +156,30 @@ function describeKey(key: KeyObject): string {
   return `${key.asymmetricKeyType ?? 'unknown'}${curve ? ` (${curve})` : ''} key`;
 }
 
+/** What key files need of Node; the runtime's own modules, asked for only when a file is named. */
+interface FileModules {
+  crypto: typeof NodeCrypto;
+  fs: typeof NodeFs;
+  path: typeof NodePath;
+}
+
+/** The message for a key file on a runtime without Node's modules (also options.ts's, for the Hono middleware). */
+export const NO_KEY_FILE_RUNTIME =
+  "is a key file, which needs a runtime with Node's file system and crypto (process.getBuiltinModule); this one has none — use secrets or jwks_url";
+
+function fileModules(configPath: string): FileModules {
+  const crypto = nodeBuiltin<typeof NodeCrypto>('node:crypto');
+  const fs = nodeBuiltin<typeof NodeFs>('node:fs/promises');
+  const path = nodeBuiltin<typeof NodePath>('node:path');
+  if (!crypto || !fs || !path) throw new ConfigError([{ path: configPath, message: NO_KEY_FILE_RUNTIME }]);
+  return { crypto, fs, path };
+}
+
 async function readKeyFile(file: string, configPath: string, baseDir?: string): Promise<string> {
-  const abs = resolvePath(baseDir ?? process.cwd(), file);
+  const { fs, path } = fileModules(configPath);
+  const abs = baseDir === undefined ? path.resolve(file) : path.resolve(baseDir, file);
   try {
-    return await readFile(abs, 'utf8');
+    return await fs.readFile(abs, 'utf8');
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code ?? String(e);
     throw new ConfigError([{ path: configPath, message: `cannot read key file ${abs}: ${code}` }]);
@@ -168,6 +195,7 @@ function parseJson(text: string, configPath: string): unknown {
 }
 
 function parsePublicKey(text: string, configPath: string): KeyObject {
+  const { createPublicKey, X509Certificate } = fileModules(configPath).crypto;
   const t = text.trim();
   try {
     if (t.startsWith('{')) {
@@ -186,6 +214,7 @@ function parsePublicKey(text: string, configPath: string): KeyObject {
 }
 
 function parsePrivateKey(text: string, configPath: string): SigningKey {
+  const { createPrivateKey } = fileModules(configPath).crypto;
   const t = text.trim();
   try {
     if (t.startsWith('{')) {

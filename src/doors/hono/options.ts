@@ -9,8 +9,9 @@
  * the words `scopegate check` prints.
  *
  * Synchronous means no promise: the file and every key file are read with the runtime's
- * `fs.readFileSync` (via `process.getBuiltinModule`, so this module has no `node:` import and
- * bundles for runtimes without a file system — where only inline secrets and `jwks_url` work).
+ * `fs.readFileSync` (via `process.getBuiltinModule`, src/builtin.ts, so this module has no
+ * `node:` import and bundles for runtimes without a file system — where only the object form,
+ * inline secrets and `jwks_url` work, and a file is refused saying so).
  *
  * @example
  *   const { loaded, runtime } = compileOptions({ configFile: 'config/hono.yaml' });
@@ -21,6 +22,8 @@ import type { Context } from 'hono';
 import { isMap, LineCounter, parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { formatPath, parseConfigText, type LoadedConfig } from '../../config/parse.js';
+import { nodeBuiltin, runtimeProcess } from '../../builtin.js';
+import { NO_KEY_FILE_RUNTIME } from '../../auth/keys.js';
 import { clip } from '../../clip.js';
 import { GatewayConfigSchema, type GatewayConfig } from '../../config/schema.js';
 import { ConfigError, type ConfigIssue } from '../../errors.js';
@@ -109,7 +112,7 @@ const PLACEHOLDER_UPSTREAM = { default: { url: 'http://scopegate-hono.invalid' }
 const PLACEHOLDER_UPSTREAM_YAML = '\nupstreams: { default: { url: "http://scopegate-hono.invalid" } }\n';
 
 // ---------------------------------------------------------------------------------------------
-// The runtime's synchronous file system, without a static `node:` import
+// The runtime's synchronous file system, without a static `node:` import (src/builtin.ts)
 
 interface SyncFs {
   readFileSync(path: string, encoding: 'utf8'): string;
@@ -117,24 +120,6 @@ interface SyncFs {
 interface PathModule {
   resolve(...parts: string[]): string;
   dirname(p: string): string;
-}
-type ProcessLike = {
-  getBuiltinModule?: (id: string) => unknown;
-  env?: Record<string, string | undefined>;
-  cwd?: () => string;
-};
-
-function runtimeProcess(): ProcessLike | undefined {
-  const p = (globalThis as { process?: ProcessLike }).process;
-  return typeof p === 'object' && p !== null ? p : undefined;
-}
-
-function builtin<T>(id: string): T | undefined {
-  try {
-    return (runtimeProcess()?.getBuiltinModule?.(id) as T | undefined) ?? undefined;
-  } catch {
-    return undefined;
-  }
 }
 
 const NO_FS = 'needs a runtime with a file system (process.getBuiltinModule("node:fs")); this one has none — give the config as an object, with inline secrets or a jwks_url';
@@ -185,8 +170,8 @@ function fromFile(o: Record<string, unknown>): LoadedConfig {
   if (env !== undefined && (typeof env !== 'object' || env === null || Array.isArray(env))) issues.push({ path: 'env', message: 'must be an object of strings' });
   if (issues.length) throw new ScopegateConfigError(issues);
 
-  const fs = builtin<SyncFs>('node:fs');
-  const path = builtin<PathModule>('node:path');
+  const fs = nodeBuiltin<SyncFs>('node:fs');
+  const path = nodeBuiltin<PathModule>('node:path');
   if (!fs || !path) throw new ScopegateConfigError([{ path: 'configFile', message: NO_FS }]);
   const abs = path.resolve(file as string);
   let text: string;
@@ -350,10 +335,11 @@ function keyFileIssues(config: GatewayConfig, baseDir: string): ConfigIssue[] {
     }
     if (iss.secrets || iss.jwks_url) return; // keys.ts uses these first; files are not read
     const key = files[0]!;
-    const fs = builtin<SyncFs>('node:fs');
-    const path = builtin<PathModule>('node:path');
-    if (!fs || !path) {
-      issues.push({ path: `tokens.issuers[${i}].${key}`, message: NO_FS });
+    const fs = nodeBuiltin<SyncFs>('node:fs');
+    const path = nodeBuiltin<PathModule>('node:path');
+    // keys.ts parses the file with node:crypto, on the first request: refused now where it would fail then.
+    if (!fs || !path || !nodeBuiltin('node:crypto')) {
+      issues.push({ path: `tokens.issuers[${i}].${key}`, message: NO_KEY_FILE_RUNTIME });
       return;
     }
     const abs = path.resolve(baseDir, iss[key]!);
