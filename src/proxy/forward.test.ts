@@ -413,6 +413,33 @@ describe('forward: upstream failures', () => {
     expect(gw.upstreamErrors).toEqual(['upstream_timeout']);
   });
 
+  it('times out each bodyless request on its own deadline while many others finish in between', async () => {
+    // Bodyless exchanges share one timer per upstream: a hanging request started after, between
+    // and before hundreds of fast ones must still get its 504 at its own timeout_ms, not at the
+    // deadline of whichever request armed the timer, and fast ones must never be timed out.
+    const up = await upstream({ routes: { '/hang': { kind: 'hang' }, '/slow': { kind: 'slow', delayMs: 150 } } });
+    const gw = await gateway(up.url, { timeout_ms: 400, max_sockets: 16 });
+    const fast = async (n: number) => {
+      for (let i = 0; i < n; i++) expect((await send(`${gw.url}/ok`)).status).toBe(200);
+    };
+    const t0 = performance.now();
+    const first = send(`${gw.url}/hang`).then((r) => ({ r, at: performance.now() - t0 }));
+    await fast(50);
+    const t1 = performance.now();
+    const second = send(`${gw.url}/hang`).then((r) => ({ r, at: performance.now() - t1 }));
+    const slowOnes = Promise.all([1, 2, 3].map(() => send(`${gw.url}/slow`)));
+    await fast(50);
+    const [a, b, slow] = await Promise.all([first, second, slowOnes]);
+    expect(a.r.status).toBe(504);
+    expect(b.r.status).toBe(504);
+    // Each 504 comes after its own timeout_ms (timers may be late, never early by more than a tick).
+    expect(a.at).toBeGreaterThanOrEqual(395);
+    expect(b.at).toBeGreaterThanOrEqual(395);
+    expect(b.at).toBeLessThan(3_000);
+    expect(slow.map((r) => r.status)).toEqual([200, 200, 200]);
+    expect(gw.upstreamErrors).toEqual(['upstream_timeout', 'upstream_timeout']);
+  });
+
   it('destroys the client connection when the upstream resets mid-body, and keeps serving', async () => {
     const up = await upstream({
       routes: { '/flaky': { kind: 'stream', chunks: ['part-1;', 'part-2;'], intervalMs: 5, thenReset: true } },

@@ -121,6 +121,8 @@ interface UpstreamEntry {
   config: UpstreamConfig;
   pool: Pool;
   gate: Gate;
+  /** `timeout_ms` of this upstream's exchanges without a request body (one timer for all). */
+  deadlines: Deadlines;
   /** Path of the upstream URL without its trailing slash ('' for `http://host:port`). */
   prefix: string;
 }
@@ -162,34 +164,40 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 /** `listen.body_idle_timeout_ms`'s default, for callers that do not pass one. */
 export const DEFAULT_BODY_IDLE_TIMEOUT_MS = 30_000;
 
+/** What waits in a Gate: started with `dispatch()` once a connection is free. */
+interface Waiter {
+  dispatch(): void;
+}
+
 /**
  * At most `limit` exchanges per upstream are handed to undici (its Pool has that many
  * connections); the others wait here, oldest first. undici cannot drop a queued dispatch: a
  * request gets its abort handle only when it is written to a socket, so one that ran out of time
  * in undici's queue would still reach the upstream later (or cost a connection to refuse it).
- * One that waits here is simply taken out.
+ * One that waits here is simply taken out. While a connection is free, `enter` is a counter
+ * increment and a direct call: nothing is queued or allocated.
  */
 class Gate {
   private active = 0;
   private pumping = false;
-  private readonly waiting = new Set<() => void>();
+  private readonly waiting = new Set<Waiter>();
   private drainedWaiters: Array<() => void> = [];
 
   constructor(private readonly limit: number) {}
 
-  /** Runs `start` now if a connection is free, else once one is (unless cancelled first). */
-  enter(start: () => void): void {
+  /** Dispatches `w` now if a connection is free, else once one is (unless cancelled first). */
+  enter(w: Waiter): void {
     if (this.active < this.limit && this.waiting.size === 0) {
       this.active++;
-      start();
+      w.dispatch();
     } else {
-      this.waiting.add(start);
+      this.waiting.add(w);
     }
   }
 
-  /** Takes a waiting `start` back; false when it already ran. */
-  cancel(start: () => void): boolean {
-    const had = this.waiting.delete(start);
+  /** Takes a waiting `w` back; false when it was already dispatched. */
+  cancel(w: Waiter): boolean {
+    const had = this.waiting.delete(w);
     if (had) this.notifyDrained();
     return had;
   }
@@ -197,7 +205,7 @@ class Gate {
   /** An exchange that `enter` started is over (undici released it). */
   leave(): void {
     this.active--;
-    this.pump();
+    if (this.waiting.size > 0) this.pump();
   }
 
   /** Resolves once nobody is waiting (started exchanges may still run). */
@@ -216,7 +224,7 @@ class Gate {
         if (next.done) break;
         this.waiting.delete(next.value);
         this.active++;
-        next.value();
+        next.value.dispatch();
       }
     } finally {
       this.pumping = false;
@@ -230,10 +238,72 @@ class Gate {
   }
 }
 
+/** An exchange's `timeout_ms` as one upstream's Deadlines see it. */
+interface Timed {
+  /** performance.now() past which the exchange has had its `timeout_ms`. */
+  deadline: number;
+  /** Set once the clock no longer matters (headers arrived, or the exchange ended). */
+  timedOut: boolean | null;
+  expire(): void;
+}
+
 /**
- * The part of `timeout_ms` the upstream has not used yet. It runs while the gateway waits for a
- * connection or for response headers, and is paused while the request body is still coming from
- * the client: that time is the client's, bounded per pause by `body_idle_timeout_ms`.
+ * `timeout_ms` for the exchanges of one upstream whose clock never pauses (those without a
+ * request body, nearly all of them): one timer for all, not one per request. Every entry has
+ * the same `timeout_ms` and `performance.now()` only grows, so deadlines come in the order the
+ * entries were added: the timer waits for the oldest live one, and when it fires skips the
+ * entries that are done (a flag, set when headers arrive) and expires the ones past due. Under
+ * load it fires about once per `timeout_ms`, whatever the request rate.
+ */
+class Deadlines {
+  private items: Timed[] = [];
+  private head = 0;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly ms: number) {}
+
+  add(t: Timed): void {
+    t.deadline = performance.now() + this.ms;
+    this.items.push(t);
+    if (this.timer === undefined) this.arm(this.ms);
+  }
+
+  private arm(ms: number): void {
+    this.timer = setTimeout(this.check, Math.max(1, Math.ceil(ms)));
+    this.timer.unref(); // in-flight sockets keep the process alive, never this timer
+  }
+
+  private readonly check = (): void => {
+    this.timer = undefined;
+    const now = performance.now();
+    const items = this.items;
+    let i = this.head;
+    for (; i < items.length; i++) {
+      const t = items[i]!;
+      if (t.timedOut !== false) continue; // done, or already expired
+      if (t.deadline > now) break;
+      t.timedOut = true;
+      t.expire();
+    }
+    // Compact what was consumed, so the array holds only the entries of the last timeout_ms.
+    if (i >= items.length) {
+      this.items = [];
+      this.head = 0;
+    } else if (i > 1024 && i * 2 > items.length) {
+      this.items = items.slice(i);
+      this.head = 0;
+    } else {
+      this.head = i;
+    }
+    if (this.head < this.items.length) this.arm(this.items[this.head]!.deadline - now);
+  };
+}
+
+/**
+ * The part of `timeout_ms` the upstream has not used yet, for an exchange with a request body.
+ * It runs while the gateway waits for a connection or for response headers, and is paused while
+ * the request body is still coming from the client: that time is the client's, bounded per
+ * pause by `body_idle_timeout_ms`.
  */
 class Countdown {
   private left: number;
@@ -372,17 +442,11 @@ class BodyWatch extends Readable {
 
 function ignore(): void {}
 
-interface ExchangeParams {
-  req: IncomingMessage;
-  res: ServerResponse;
-  entry: UpstreamEntry;
-  dispatchOptions: Omit<Dispatcher.DispatchOptions, 'body'>;
-  ownHeaders: Readonly<Record<string, string>>;
-  withBody: boolean;
+/** What an exchange needs besides the request: fixed per forwarder. */
+interface ExchangeEnv {
   bodyIdleTimeoutMs: number;
   deps: ForwarderDeps;
   clock: Clock;
-  resolve: (r: ForwardResult) => void;
 }
 
 /**
@@ -394,8 +458,11 @@ interface ExchangeParams {
  * whichever fires first aborts the undici request (or takes it out of the Gate) and answers.
  * The result is resolved exactly once; the Gate slot is given back exactly once, when undici is
  * done with the request.
+ *
+ * Without a request body (nearly every request) the exchange is lean: `timeout_ms` is an entry
+ * in the upstream's Deadlines (no timer of its own), and the body's closures are never made.
  */
-class Exchange implements Dispatcher.DispatchHandler {
+class Exchange implements Dispatcher.DispatchHandler, Waiter, Timed {
   private controller: Dispatcher.DispatchController | null = null;
   /** waiting: in the Gate; dispatched: handed to undici, not yet written; requesting: written; responding: headers relayed. */
   private stage: 'waiting' | 'dispatched' | 'requesting' | 'responding' = 'waiting';
@@ -407,26 +474,59 @@ class Exchange implements Dispatcher.DispatchHandler {
   private failure: GatewayError | null = null;
   private upstreamMs = 0;
   private readonly start: number;
-  private readonly countdown: Countdown;
+  /** The paused-while-uploading clock of an exchange with a body; null without one (Deadlines instead). */
+  private readonly countdown: Countdown | null;
   private readonly body: BodyWatch | null;
+  private drainListener: (() => void) | null = null;
+  // Timed, for the upstream's Deadlines: null until added, false while running, true once expired.
+  deadline = 0;
+  timedOut: boolean | null = null;
 
-  constructor(private readonly p: ExchangeParams) {
-    this.start = p.clock();
-    this.countdown = new Countdown(p.entry.config.timeout_ms, this.onUpstreamTimeout);
-    this.body = p.withBody ? new BodyWatch(p.req, p.bodyIdleTimeoutMs, this.onBodyIdle, this.onBodyClientGone) : null;
-    this.body?.once('end', this.onBodyEnd);
+  constructor(
+    private readonly req: IncomingMessage,
+    private readonly res: ServerResponse,
+    private readonly entry: UpstreamEntry,
+    private readonly path: string,
+    private readonly headers: Record<string, string | string[]>,
+    private readonly ownHeaders: Readonly<Record<string, string>>,
+    private readonly withBody: boolean,
+    private readonly env: ExchangeEnv,
+    private readonly resolve: (r: ForwardResult) => void,
+  ) {
+    this.start = env.clock();
+    if (withBody) {
+      this.countdown = new Countdown(entry.config.timeout_ms, () => this.expire());
+      this.body = new BodyWatch(
+        req,
+        env.bodyIdleTimeoutMs,
+        () => this.fail(new GatewayError('request_timeout', { why: 'the request body paused longer than body_idle_timeout_ms' })),
+        () => (this.clientGone = true),
+      );
+      this.body.once('end', () => {
+        this.bodyDone = true;
+        if (this.stage === 'requesting') this.countdown!.run(); // the rest of the wait is the upstream's again
+      });
+    } else {
+      this.countdown = null;
+      this.body = null;
+    }
   }
 
   begin(): void {
-    this.p.res.once('close', this.onClientClose);
-    this.countdown.run();
-    this.p.entry.gate.enter(this.dispatch);
+    this.res.once('close', this.onClientClose);
+    if (this.countdown) this.countdown.run();
+    else {
+      this.timedOut = false;
+      this.entry.deadlines.add(this);
+    }
+    this.entry.gate.enter(this);
   }
 
-  private readonly dispatch = (): void => {
+  /** Called by the Gate once a connection is free. */
+  dispatch(): void {
     this.stage = 'dispatched';
-    this.p.entry.pool.dispatch({ ...this.p.dispatchOptions, body: this.body }, this);
-  };
+    this.entry.pool.dispatch({ path: this.path, method: this.req.method ?? 'GET', headers: this.headers, body: this.body }, this);
+  }
 
   // --- our clocks and the client ---
 
@@ -436,28 +536,21 @@ class Exchange implements Dispatcher.DispatchHandler {
    * otherwise hold the upstream connection for good.
    */
   private readonly onClientClose = (): void => {
-    if (this.answered || this.p.res.writableFinished) return;
+    if (this.answered || this.res.writableFinished) return;
     this.clientGone = true;
     this.stop(CLIENT_GONE);
   };
 
-  private readonly onBodyClientGone = (): void => {
-    this.clientGone = true;
-  };
-
-  private readonly onUpstreamTimeout = (): void => {
+  /** `timeout_ms` ran out (from Deadlines or the Countdown). */
+  expire(): void {
     const why = this.stage === 'waiting' ? 'no free upstream connection within timeout_ms' : 'no response headers within timeout_ms';
     this.fail(new GatewayError('upstream_timeout', { why }));
-  };
+  }
 
-  private readonly onBodyIdle = (): void => {
-    this.fail(new GatewayError('request_timeout', { why: 'the request body paused longer than body_idle_timeout_ms' }));
-  };
-
-  private readonly onBodyEnd = (): void => {
-    this.bodyDone = true;
-    if (this.stage === 'requesting') this.countdown.run(); // the rest of the wait is the upstream's again
-  };
+  private stopClock(): void {
+    if (this.countdown) this.countdown.stop();
+    else if (this.timedOut === false) this.timedOut = null; // Deadlines skips it from now on
+  }
 
   private fail(err: GatewayError): void {
     if (this.answered || this.failure) return;
@@ -471,7 +564,7 @@ class Exchange implements Dispatcher.DispatchHandler {
       this.controller.abort(reason); // undici answers through onResponseError
       return;
     }
-    if (this.stage === 'waiting') this.p.entry.gate.cancel(this.dispatch);
+    if (this.stage === 'waiting') this.entry.gate.cancel(this);
     // 'dispatched': undici still holds it; onRequestStart aborts it before a byte is written.
     // Either way the rest of the body is dropped, so the client can read our answer.
     this.body?.destroy();
@@ -487,26 +580,27 @@ class Exchange implements Dispatcher.DispatchHandler {
       return;
     }
     this.stage = 'requesting';
-    if (this.body && !this.bodyDone) this.countdown.pause(); // the client is sending: its time, not the upstream's
+    if (this.countdown && !this.bodyDone) this.countdown.pause(); // the client is sending: its time, not the upstream's
   }
 
   onResponseStart(_c: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
     if (statusCode < 200) return; // 103 Early Hints and the like are not relayed
     this.stage = 'responding';
-    this.countdown.stop();
-    this.upstreamMs = this.p.clock() - this.start;
-    this.p.res.writeHead(statusCode, responseHeaderList(headers, this.p.ownHeaders));
+    this.stopClock();
+    this.upstreamMs = this.env.clock() - this.start;
+    this.res.writeHead(statusCode, responseHeaderList(headers, this.ownHeaders));
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
-    if (!this.p.res.write(chunk)) {
+    if (!this.res.write(chunk)) {
       controller.pause();
-      this.p.res.once('drain', this.onDrain);
+      this.drainListener ??= () => this.controller?.resume();
+      this.res.once('drain', this.drainListener);
     }
   }
 
   onResponseEnd(): void {
-    this.p.res.end();
+    this.res.end();
     this.release();
     this.answer(null);
   }
@@ -519,26 +613,25 @@ class Exchange implements Dispatcher.DispatchHandler {
     this.answer(new GatewayError(code, { why: describe(err) }), err);
   }
 
-  private readonly onDrain = (): void => this.controller?.resume();
-
   /** undici is done with the request: its connection is free for the next one in the Gate. */
   private release(): void {
     if (this.released) return;
     this.released = true;
-    this.p.res.off('drain', this.onDrain);
-    this.countdown.stop();
+    if (this.drainListener) this.res.off('drain', this.drainListener);
+    this.stopClock();
     this.body?.destroy();
-    this.p.entry.gate.leave();
+    this.entry.gate.leave();
   }
 
   /** Resolves the result once: a success, the client gone, or `err` answered (or the connection cut). */
   private answer(err: GatewayError | null, cause?: Error): void {
     if (this.answered) return;
     this.answered = true;
-    this.countdown.stop();
-    const { res, resolve, deps } = this.p;
+    this.stopClock();
+    const { res, resolve } = this;
     if (!err && !this.clientGone) return resolve({ status: res.statusCode, upstreamMs: this.upstreamMs });
-    const upstreamMs = res.headersSent ? this.upstreamMs : this.p.clock() - this.start; // or time until the failure
+    const deps = this.env.deps;
+    const upstreamMs = res.headersSent ? this.upstreamMs : this.env.clock() - this.start; // or time until the failure
     if (this.clientGone) {
       return resolve({ status: res.headersSent ? res.statusCode : CLIENT_CLOSED_REQUEST, upstreamMs, aborted: true });
     }
@@ -550,9 +643,9 @@ class Exchange implements Dispatcher.DispatchHandler {
       return resolve({ status: res.headersSent ? res.statusCode : CLIENT_CLOSED_REQUEST, upstreamMs, error });
     }
     const rendered = deps.render(error);
-    const h: Record<string, string> = { ...rendered.headers, ...this.p.ownHeaders };
+    const h: Record<string, string> = { ...rendered.headers, ...this.ownHeaders };
     // An unread request body would be parsed as the next request: close after this answer.
-    if (this.p.withBody && !this.p.req.complete) h['connection'] = 'close';
+    if (this.withBody && !this.req.complete) h['connection'] = 'close';
     res.writeHead(rendered.status, h);
     res.end(rendered.body);
     void whenClosed(res).then(() => resolve({ status: rendered.status, upstreamMs, error }));
@@ -572,6 +665,7 @@ export function createForwarder(upstreams: Record<string, UpstreamConfig>, deps:
   if (!Number.isInteger(bodyIdleTimeoutMs) || bodyIdleTimeoutMs < 1 || bodyIdleTimeoutMs > MAX_TIMER_MS) {
     throw new TypeError(`bodyIdleTimeoutMs must be an integer from 1 to ${MAX_TIMER_MS} (ms), got ${String(bodyIdleTimeoutMs)}`);
   }
+  const env: ExchangeEnv = { bodyIdleTimeoutMs, deps, clock };
   const entries = new Map<string, UpstreamEntry>();
   for (const [name, config] of Object.entries(upstreams)) {
     if (!Number.isInteger(config.timeout_ms) || config.timeout_ms < 1 || config.timeout_ms > MAX_TIMER_MS) {
@@ -585,6 +679,7 @@ export function createForwarder(upstreams: Record<string, UpstreamConfig>, deps:
       config,
       prefix: url.pathname.replace(/\/+$/, ''),
       gate: new Gate(config.max_sockets),
+      deadlines: new Deadlines(config.timeout_ms),
       pool: new Pool(url.origin, {
         connections: config.max_sockets,
         connectTimeout: config.connect_timeout_ms,
@@ -616,19 +711,10 @@ export function createForwarder(upstreams: Record<string, UpstreamConfig>, deps:
       for (const k in opts.headers) if (k.toLowerCase() !== 'expect') headers[k] = opts.headers[k]!;
     }
 
+    const path = entry.prefix + opts.pathAndQuery;
+    const withBody = hasRequestBody(req);
     return new Promise<ForwardResult>((resolve) => {
-      new Exchange({
-        req,
-        res,
-        entry,
-        dispatchOptions: { path: entry.prefix + opts.pathAndQuery, method: req.method ?? 'GET', headers },
-        ownHeaders: opts.responseHeaders,
-        withBody: hasRequestBody(req),
-        bodyIdleTimeoutMs,
-        deps,
-        clock,
-        resolve,
-      }).begin();
+      new Exchange(req, res, entry, path, headers, opts.responseHeaders, withBody, env, resolve).begin();
     });
   }
 
