@@ -107,6 +107,8 @@ export interface ErrorDetail {
   allowedClientTypes?: readonly string[];
   /** The room named in the path (room_forbidden). */
   room?: string;
+  /** Which store failed (store_unavailable): the rate-limit store unless it says `token`. */
+  store?: 'rate_limit' | 'token';
   /** Operator-facing explanation: logged and shown by `explain`, not sent to clients. */
   why?: string;
   /** A token was presented (decides `error="invalid_token"` on 401). */
@@ -184,7 +186,7 @@ export const ERRORS: Readonly<Record<ErrorCode, ErrorRow>> = {
   store_unavailable: {
     status: 503,
     challenge: null,
-    message: () => 'Rate-limit store is unavailable; try again later.',
+    message: (d) => (d.store === 'token' ? 'The token store is unavailable; try again later.' : 'Rate-limit store is unavailable; try again later.'),
   },
   upstream_unavailable: { status: 502, challenge: null, message: () => 'The upstream service is unavailable.' },
   upstream_timeout: { status: 504, challenge: null, message: () => 'The upstream service did not answer in time.' },

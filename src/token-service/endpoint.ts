@@ -158,7 +158,7 @@ export function createTokenEndpoint(deps: EndpointDeps): TokenEndpoint {
     } catch (e) {
       if (isGatewayError(e)) throw e;
       metrics.storeErrors.inc({ op });
-      throw new GatewayError('store_unavailable', { why: `token store ${op} failed: ${clip(e instanceof Error ? e.message : String(e), 200)}` });
+      throw new GatewayError('store_unavailable', { store: 'token', why: `token store ${op} failed: ${clip(e instanceof Error ? e.message : String(e), 200)}` });
     }
   }
 
@@ -252,12 +252,12 @@ export function createTokenEndpoint(deps: EndpointDeps): TokenEndpoint {
     } catch (e) {
       metrics.storeErrors.inc({ op: 'users_url' });
       const timedOut = (e as Error).name === 'TimeoutError';
-      throw new GatewayError('store_unavailable', { why: timedOut ? `users URL did not answer within ${usersTimeoutMs} ms` : `users URL unreachable: ${clip(describeFetchError(e), 200)}` });
+      throw new GatewayError('store_unavailable', { store: 'token', why: timedOut ? `users URL did not answer within ${usersTimeoutMs} ms` : `users URL unreachable: ${clip(describeFetchError(e), 200)}` });
     }
     if (res.status >= 500) {
       await res.body?.cancel().catch(() => {});
       metrics.storeErrors.inc({ op: 'users_url' });
-      throw new GatewayError('store_unavailable', { why: `users URL answered HTTP ${res.status}` });
+      throw new GatewayError('store_unavailable', { store: 'token', why: `users URL answered HTTP ${res.status}` });
     }
     if (res.status !== 200) {
       await res.body?.cancel().catch(() => {});

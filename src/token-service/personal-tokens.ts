@@ -181,7 +181,7 @@ export function createPersonalTokens(deps: PersonalTokensDeps): PersonalTokens {
     } catch (e) {
       if (isGatewayError(e) || e instanceof TypeError) throw e;
       metrics.storeErrors.inc({ op });
-      throw new GatewayError('store_unavailable', { why: `token store ${op} failed: ${clip(e instanceof Error ? e.message : String(e), 200)}` });
+      throw new GatewayError('store_unavailable', { store: 'token', why: `token store ${op} failed: ${clip(e instanceof Error ? e.message : String(e), 200)}` });
     }
   }
 

@@ -320,7 +320,7 @@ export async function createTokenService(loaded: LoadedConfig, deps: TokenServic
           return await store.getClient(id);
         } catch (e) {
           metrics.storeErrors.inc({ op: 'getClient' });
-          throw new GatewayError('store_unavailable', { why: `token store getClient failed: ${clip((e as Error).message ?? String(e), 200)}` });
+          throw new GatewayError('store_unavailable', { store: 'token', why: `token store getClient failed: ${clip((e as Error).message ?? String(e), 200)}` });
         }
       },
       clock,
@@ -488,7 +488,7 @@ export async function createTokenService(loaded: LoadedConfig, deps: TokenServic
           set = await signer.publicJwks();
         } catch (e) {
           metrics.storeErrors.inc({ op: 'listKeys' });
-          return { rendered: envelope('store_unavailable', { why: `token store listKeys failed: ${clip((e as Error).message ?? String(e), 200)}` }), outcome: { reason: 'store_unavailable' } };
+          return { rendered: envelope('store_unavailable', { store: 'token', why: `token store listKeys failed: ${clip((e as Error).message ?? String(e), 200)}` }), outcome: { reason: 'store_unavailable' } };
         }
         // Short cache: a rotated-in key must reach remote verifiers soon (jose refetches on an unknown kid anyway).
         return { rendered: jsonOk(set, 'public, max-age=60'), outcome: {} };

@@ -122,7 +122,7 @@ export function createSessions(deps: SessionsDeps): Sessions {
     } catch (e) {
       if (isGatewayError(e)) throw e;
       metrics.storeErrors.inc({ op });
-      throw new GatewayError('store_unavailable', { why: `token store ${op} failed: ${clip(e instanceof Error ? e.message : String(e), 200)}` });
+      throw new GatewayError('store_unavailable', { store: 'token', why: `token store ${op} failed: ${clip(e instanceof Error ? e.message : String(e), 200)}` });
     }
   }
 

@@ -190,7 +190,7 @@ describe('password grant', () => {
     expect(await slow.json()).toEqual({ error: 'temporarily_unavailable', error_description: 'The token store is unavailable; try again later.' });
     const broken = await ask('broken', 'hipchat');
     expect(broken.status).toBe(503);
-    expect(((await broken.json()) as { error: { reason: string } }).error.reason).toBe('store_unavailable');
+    expect(((await broken.json()) as { error: { reason: string; message: string } }).error).toMatchObject({ reason: 'store_unavailable', message: 'The token store is unavailable; try again later.' });
     expect(await viaUrl.counter('scopegate_store_errors_total', { op: 'users_url' })).toBe(2);
   });
 });
@@ -329,7 +329,9 @@ describe('store outage', () => {
     expect(res.status).toBe(503);
     expect(((await res.json()) as { error: string }).error).toBe('temporarily_unavailable');
     const hip = await fetch(`${pw.url}/v2/oauth/token`, form({ grant_type: 'client_credentials' }, { authorization: basic(client.id, client.secret) }));
-    expect([hip.status, ((await hip.json()) as { error: { reason: string } }).error.reason]).toEqual([503, 'store_unavailable']);
+    // The HipChat envelope names the store that failed: the token store, not the rate-limit store.
+    const hipBody = (await hip.json()) as { error: { reason: string; message: string } };
+    expect([hip.status, hipBody.error.reason, hipBody.error.message]).toEqual([503, 'store_unavailable', 'The token store is unavailable; try again later.']);
     const ready = await pw.service.readiness();
     expect(ready.ok).toBe(false);
     expect(ready.error).toMatch(/token store \(embedded\)/);

@@ -144,6 +144,7 @@ export async function connectControl(path: string, opts: { retryMs?: number } = 
         continue;
       }
       throw new GatewayError('store_unavailable', {
+        store: 'token',
         why: `token store is held by a running scopegate, but its control socket ${clip(path)} does not answer (${code ?? String(e)})`,
       });
     }
@@ -167,7 +168,7 @@ export async function connectControl(path: string, opts: { retryMs?: number } = 
         if (msg.ok) p.resolve(msg.undef ? undefined : msg.value);
         else {
           const code = (ERROR_CODES as readonly string[]).includes(msg.error?.code ?? '') ? (msg.error!.code as ErrorCode) : 'store_unavailable';
-          p.reject(new GatewayError(code, { why: msg.error?.why ?? 'control call failed' }));
+          p.reject(new GatewayError(code, { ...(code === 'store_unavailable' ? { store: 'token' as const } : {}), why: msg.error?.why ?? 'control call failed' }));
         }
       } catch {
         /* a broken line: its caller fails on close */
@@ -175,7 +176,7 @@ export async function connectControl(path: string, opts: { retryMs?: number } = 
     }
   });
   const fail = (why: string) => {
-    closed ??= new GatewayError('store_unavailable', { why });
+    closed ??= new GatewayError('store_unavailable', { store: 'token', why });
     for (const p of pending.values()) p.reject(closed);
     pending.clear();
   };
@@ -196,7 +197,7 @@ export async function connectControl(path: string, opts: { retryMs?: number } = 
     kind: 'embedded',
     ...methods,
     async close() {
-      closed ??= new GatewayError('store_unavailable', { why: 'control connection closed' });
+      closed ??= new GatewayError('store_unavailable', { store: 'token', why: 'control connection closed' });
       await new Promise<void>((r) => {
         sock.end(() => r());
         setTimeout(r, 1000).unref();

@@ -144,7 +144,7 @@ async function lockWithWait(dir: string, socket: string | undefined, opts: Embed
         continue;
       }
       if (e instanceof LockHeldError) throw e;
-      throw new GatewayError('store_unavailable', { why: `token store ${dir}: cannot take the lock: ${(e as Error).message}` });
+      throw new GatewayError('store_unavailable', { store: 'token', why: `token store ${dir}: cannot take the lock: ${(e as Error).message}` });
     }
   }
 }

@@ -47,6 +47,7 @@ export class LockHeldError extends GatewayError {
   readonly holder: LockInfo;
   constructor(dir: string, holder: LockInfo) {
     super('store_unavailable', {
+      store: 'token',
       why:
         `token store ${dir} is locked by pid ${holder.pid} on host ${holder.host} (since ${new Date(holder.startedAt).toISOString()}); ` +
         'the embedded store serves one process — stop that process, or use a postgres:// store for several',

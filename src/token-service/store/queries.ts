@@ -134,7 +134,7 @@ export function storeError(op: string, err: unknown, metrics?: StoreMetrics): Ga
   if (isGatewayError(err)) return err;
   metrics?.storeErrors.inc({ op });
   const msg = err instanceof Error ? err.message : String(err);
-  return new GatewayError('store_unavailable', { why: `token store: ${op} failed: ${clip(msg, 200)}` });
+  return new GatewayError('store_unavailable', { store: 'token', why: `token store: ${op} failed: ${clip(msg, 200)}` });
 }
 
 function finite(n: number, what: string): number {
