@@ -15,8 +15,10 @@
  *  - Repeated `Authorization` fields reach a Fetch `Request` merged (`Bearer a, Bearer b`); the
  *    merged value is handed over as one, and token extraction refuses it (400 `token_conflict`).
  *
- * Imports nothing Node-only: the memory store is plain JS, the Redis store (ioredis) is loaded
- * with a dynamic import only when `rate_limit.store: redis` (test/doors/hono-bundle.test.ts).
+ * Imports nothing Node-only and no `node:` module: the memory store is plain JS, the Redis store
+ * (ioredis) is loaded with a dynamic import only when `rate_limit.store: redis`, and files and
+ * node:crypto are asked of the runtime (src/builtin.ts) only when the config names a file; the
+ * bundle runs with Web globals alone (test/doors/hono-bundle.test.ts, docs/hono-middleware.md).
  *
  * @example
  *   import { Hono } from 'hono';
