@@ -2,14 +2,22 @@
 // scopegate's own throughput bench: `npm run bench` (builds, then runs this file).
 //
 // One upstream (node:http, {"ok":true}) and, one at a time, each contestant in its own child
-// process: `direct` (no proxy), bare `http-proxy`, bare `undici`, and scopegate's CLI in five
-// configurations. autocannon runs in a child too. With taskset, the contestant sits alone on
-// PROXY_CPU (1) and the upstream + load generator on LOAD_CPU (0).
+// process: `direct` (no proxy), bare `http-proxy`, bare `undici`, scopegate's CLI in its proxy
+// configurations (memory / Redis / Redis Cluster store, RS256, no limits, the Bun door), and the
+// token service's client_credentials issue rate (hot-client cache, and scrypt on every request).
+// autocannon runs in a child too. With taskset, the contestant sits alone on PROXY_CPU (1) and the
+// upstream + load generator (+ the bench's own Redis Cluster) on LOAD_CPU (0).
 //
 // Knobs (env): DURATION (10 s), WARMUP (2 s), CONNECTIONS (50), REPS (1), CONTESTANTS (comma list,
-// default all; `scopegate` = the five scopegate rows), TOKENS (1000 per alg), PROXY_CPU, LOAD_CPU,
-// REDIS_URL (redis://127.0.0.1:6379), REDIS_CLUSTER (comma list of a Redis Cluster's seed URLs,
-// for the scopegate-redis-cluster row; unset: that row is skipped with a note),
+// default all; `scopegate` = the scopegate proxy rows, `token-issue` = the two token rows),
+// TOKENS (1000 per alg), PROXY_CPU, LOAD_CPU,
+// REDIS_URL (redis://127.0.0.1:6379), REDIS_CLUSTER (comma list of a Redis Cluster's seed URLs
+// for the scopegate-redis-cluster row; unset: the bench starts its own three-master cluster with
+// redis-server / redis-cli on free ports and stops it at the end, or skips the row with a note
+// when those are missing), REDIS_CLUSTER_CPU (LOAD_CPU: where that cluster runs),
+// TOKEN_CONNECTIONS (10: connections of the hot token row), TOKEN_COLD_CONNECTIONS (4: of the cold
+// one, libuv's threadpool size), TOKEN_CLIENTS (2000: clients the cold token row walks, more than
+// the hot-client cache's 1000),
 // RESULTS_FILE (bench/RESULTS.md), KEEP_RUN_DIR=1,
 // NOISE_MAX (15), NOISY_RETRIES (2), PROFILE=1 (scopegate runs with --cpu-prof into the run dir,
 // which is then kept; profiling slows it down, so such a run's numbers are not results).
@@ -19,8 +27,10 @@ import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, wri
 import net from 'node:net';
 import os from 'node:os';
 import { dirname, join, relative } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { makeFixtures, scopegateConfig } from './lib/fixtures.mjs';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { makeFixtures, scopegateConfig, tokenServiceConfig } from './lib/fixtures.mjs';
+import { REDIS_SERVER, clusterToolsMissing, startRedisCluster } from './lib/redis-cluster.mjs';
+import { seedTokenClients } from './lib/token-clients.mjs';
 
 const BENCH_DIR = dirname(fileURLToPath(import.meta.url));
 const ROOT = dirname(BENCH_DIR);
@@ -44,10 +54,17 @@ const RESULTS_FILE = env.RESULTS_FILE || join(BENCH_DIR, 'RESULTS.md');
 const URL_PATH = '/v2/room/42';
 const NOISE_MAX = num('NOISE_MAX', 15);
 const NOISY_RETRIES = num('NOISY_RETRIES', 2);
+const TOKEN_CONNECTIONS = Math.max(1, num('TOKEN_CONNECTIONS', 10));
+// scrypt runs on libuv's threadpool (4 threads): more connections than that only queue.
+const TOKEN_COLD_CONNECTIONS = Math.max(1, num('TOKEN_COLD_CONNECTIONS', 4));
+const TOKEN_CLIENTS = num('TOKEN_CLIENTS', 2000);
+const TOKEN_PATH = '/v2/oauth/token';
+const TOKEN_BODY = 'grant_type=client_credentials&scope=send_notification';
 
 const HAVE_TASKSET = spawnSync('taskset', ['-V'], { stdio: 'ignore' }).status === 0 && os.cpus().length >= 2;
 const PROXY_CPU = env.PROXY_CPU ?? '1';
 const LOAD_CPU = env.LOAD_CPU ?? '0';
+const REDIS_CLUSTER_CPU = env.REDIS_CLUSTER_CPU ?? LOAD_CPU;
 
 /** Every contestant, in run order. `alg` picks the token set the load sends. */
 const ALL = [
@@ -58,26 +75,25 @@ const ALL = [
   { name: 'scopegate-rs256', kind: 'scopegate', alg: 'rs256', rateLimit: 'memory', what: 'RS256 (jwks_file), memory store' },
   { name: 'scopegate-nolimit', kind: 'scopegate', alg: 'hs256', rateLimit: 'off', what: 'HS256, rate_limit.enabled: false' },
   { name: 'scopegate-redis', kind: 'scopegate', alg: 'hs256', rateLimit: 'redis', what: 'HS256, Redis rate-limit store' },
-  { name: 'scopegate-redis-cluster', kind: 'scopegate', alg: 'hs256', rateLimit: 'redis-cluster', what: 'HS256, Redis Cluster rate-limit store' },
+  { name: 'scopegate-redis-cluster', kind: 'scopegate', alg: 'hs256', rateLimit: 'redis-cluster', what: 'HS256, Redis Cluster rate-limit store (REDIS_CLUSTER, or 3 masters the bench starts)' },
   { name: 'scopegate-bun-hs256', kind: 'scopegate', alg: 'hs256', rateLimit: 'memory', runtime: 'bun', what: 'the Bun door: HS256, memory store' },
   { name: 'scopegate-bun-rs256', kind: 'scopegate', alg: 'rs256', rateLimit: 'memory', runtime: 'bun', what: 'the Bun door: RS256 (jwks_file), memory store' },
+  { name: 'token-issue-hot', kind: 'token', alg: 'hs256', client: 'hot', what: 'token service: POST /v2/oauth/token client_credentials, one client (hot-client cache: scrypt once per 60 s)' },
+  { name: 'token-issue-cold', kind: 'token', alg: 'hs256', client: 'cold', what: 'token service: client_credentials, another client every request (TOKEN_CLIENTS): scrypt N=2^15 r=8 p=1 every time' },
 ];
 
 /** scopegate's config for a contestant; the cluster row is the Redis row with redis_cluster seeds. */
 function contestantConfig(c, port) {
-  const cluster = c.rateLimit === 'redis-cluster';
-  const text = scopegateConfig({
+  if (c.kind === 'token') return tokenServiceConfig({ port, upstreamUrl, storeDir: tokenStoreDir });
+  return scopegateConfig({
     port,
     upstreamUrl,
     alg: c.alg,
-    rateLimit: cluster ? 'redis' : c.rateLimit,
+    rateLimit: c.rateLimit,
     jwksFile: fixtures.jwksFile,
-    redisUrl: cluster ? 'redis://cluster-seeds-go-here' : REDIS_URL,
+    redisUrl: REDIS_URL,
+    redisCluster: clusterSeeds,
   });
-  if (!cluster) return text;
-  const line = `  redis_url: ${JSON.stringify('redis://cluster-seeds-go-here')}\n`;
-  if (!text.includes(line)) throw new Error('bench/lib/fixtures.mjs no longer writes redis_url as expected');
-  return text.replace(line, `  redis_cluster: [${REDIS_CLUSTER.map((u) => JSON.stringify(u)).join(', ')}]\n`);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -230,7 +246,38 @@ const median = (xs) => {
 // ---------------------------------------------------------------------------------------------
 // One contestant turn: start, check, load, stop.
 
+const basic = (id, secret) => `Basic ${Buffer.from(`${id}:${secret}`).toString('base64')}`;
+
+/** One client_credentials request; resolves { status, body }. */
+async function askToken(port, authorization) {
+  const res = await fetch(`http://127.0.0.1:${port}${TOKEN_PATH}`, {
+    method: 'POST',
+    headers: { authorization, 'content-type': 'application/x-www-form-urlencoded' },
+    body: TOKEN_BODY,
+  });
+  return { status: res.status, body: await res.text() };
+}
+
+/** The token rows' check: the hot client gets a token (a JWT, Bearer), a wrong secret gets 401. */
+async function checkToken(port) {
+  const problems = [];
+  const ok = await askToken(port, basic(tokenClients.hot.id, tokenClients.hot.secret));
+  let json = null;
+  try {
+    json = JSON.parse(ok.body);
+  } catch {
+    /* reported below */
+  }
+  if (ok.status !== 200 || !/^[\w-]+\.[\w-]+\.[\w-]+$/.test(json?.access_token ?? '') || !/^bearer$/i.test(json?.token_type ?? '')) {
+    problems.push(`client_credentials: ${ok.status} ${ok.body.slice(0, 200)}`);
+  }
+  const bad = await askToken(port, basic(tokenClients.hot.id, `${tokenClients.hot.secret}x`));
+  if (bad.status !== 401) problems.push(`wrong secret: ${bad.status} (want 401)`);
+  return problems;
+}
+
 async function check(port, c) {
+  if (c.kind === 'token') return checkToken(port);
   const url = `http://127.0.0.1:${port}${URL_PATH}`;
   const token = fixtures.tokens[c.alg][0];
   const problems = [];
@@ -274,19 +321,22 @@ function sample(pids) {
  * of one core.
  */
 async function runLoad(port, c, pid) {
-  const url = `http://127.0.0.1:${port}${URL_PATH}`;
-  const tokensFile = join(runDir, `tokens-${c.alg}.json`);
+  const token = c.kind === 'token';
+  const url = `http://127.0.0.1:${port}${token ? TOKEN_PATH : URL_PATH}`;
+  const tokensFile = token ? tokenSpecFile(c) : join(runDir, `tokens-${c.alg}.json`);
   const logFile = join(runDir, `load-${c.name}.log`);
   const child = startChild(
     `load(${c.name})`,
     LOAD_CPU,
     process.execPath,
-    [join(BENCH_DIR, 'load.mjs'), url, tokensFile, String(CONNECTIONS), String(WARMUP), String(DURATION)],
+    [join(BENCH_DIR, 'load.mjs'), url, tokensFile, String(connectionsOf(c)), String(WARMUP), String(DURATION)],
     {},
     logFile,
     true,
   );
-  const pids = [pid, upstreamPid, child.pid];
+  // The bench's own Redis Cluster is ours too: its CPU is not "other" work.
+  const extra = c.rateLimit === 'redis-cluster' ? clusterPids : [];
+  const pids = [pid, upstreamPid, child.pid, ...extra];
   let out = '';
   let t0 = null;
   let t1 = null;
@@ -314,8 +364,37 @@ async function runLoad(port, c, pid) {
   return r;
 }
 
+const connectionsOf = (c) => (c.kind !== 'token' ? CONNECTIONS : c.client === 'cold' ? TOKEN_COLD_CONNECTIONS : TOKEN_CONNECTIONS);
+
+/**
+ * What one secret check costs: the product's own hashSecret (scrypt N=2^15, r=8, p=1, as stored
+ * for every client) timed 7 times in a child pinned like the contestant; the median, in ms.
+ */
+function measureScrypt() {
+  const code = `const { hashSecret } = await import(${JSON.stringify(pathToFileURL(join(ROOT, 'dist', 'token-service', 'secrets.js')).href)});
+const t = [];
+for (let i = 0; i < 7; i++) { const a = process.hrtime.bigint(); await hashSecret('bench-secret'); t.push(Number(process.hrtime.bigint() - a) / 1e6); }
+console.log(JSON.stringify(t));`;
+  const [cmd, args] = pinned(PROXY_CPU, process.execPath, ['--input-type=module', '-e', code]);
+  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 60_000 });
+  try {
+    return median(JSON.parse(r.stdout.trim().split('\n').pop()));
+  } catch {
+    console.log(`note: timing scrypt failed: ${(r.stderr || r.error?.message || '').slice(0, 300)}`);
+    return null;
+  }
+}
+
+/** The load spec of a token row: the hot client's Authorization, or every cold client's in turn. */
+function tokenSpecFile(c) {
+  const file = join(runDir, `load-${c.name}.json`);
+  const authorizations = c.client === 'hot' ? [basic(tokenClients.hot.id, tokenClients.hot.secret)] : tokenClients.cold.ids.map((id) => basic(id, tokenClients.cold.secret));
+  writeFileSync(file, JSON.stringify({ method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: TOKEN_BODY, authorizations }));
+  return file;
+}
+
 async function turn(c, rep) {
-  const row = { name: c.name, what: c.what, rep, valid: false, notes: [] };
+  const row = { name: c.name, kind: c.kind, what: c.what, rep, valid: false, notes: [] };
   let child = null;
   let port = upstreamPort;
   try {
@@ -325,6 +404,10 @@ async function turn(c, rep) {
       if (c.kind === 'node') {
         child = startChild(c.name, PROXY_CPU, process.execPath, [join(BENCH_DIR, c.script)], { PORT: String(port), UPSTREAM_URL: upstreamUrl }, logFile);
       } else {
+        if (c.kind === 'token' && !tokenClients) {
+          tokenStoreDir = join(runDir, 'token-store');
+          tokenClients = await seedTokenClients({ root: ROOT, storeDir: tokenStoreDir, cold: TOKEN_CLIENTS });
+        }
         const cfgFile = join(runDir, `${c.name}.yaml`);
         writeFileSync(cfgFile, contestantConfig(c, port));
         child = startChild(
@@ -358,6 +441,7 @@ async function turn(c, rep) {
     if (child?.exitInfo) row.notes.push(`crashed during load: ${JSON.stringify(child.exitInfo)}; stderr:\n${tail(child.logFile)}`);
     if (r.non2xx || r.errors || r.timeouts) row.notes.push(`measured: non2xx=${r.non2xx} errors=${r.errors} timeouts=${r.timeouts} status=${JSON.stringify(r.statusCodes)}`);
     if (warm.non2xx || warm.errors || warm.timeouts) row.notes.push(`warm-up: non2xx=${warm.non2xx} errors=${warm.errors} timeouts=${warm.timeouts} status=${JSON.stringify(warm.statusCodes)}`);
+    if (c.kind === 'token' && r.rps > 0 && r.cpuPct != null) row.cpuMsPerReq = (r.cpuPct / 100 / r.rps) * 1000;
     row.valid = row.notes.length === 0 && r.requests > 0;
     if (child) {
       const errText = tail(child.logFile, 5);
@@ -388,6 +472,7 @@ function aggregate(rows) {
     const ok = rs.filter((r) => r.rps != null);
     agg.push({
       name,
+      kind: rs[0].kind,
       what: rs[0].what,
       valid,
       reps: rs.map((r) => r.rps),
@@ -398,6 +483,9 @@ function aggregate(rows) {
       otherPct: ok.some((r) => r.otherPct != null) ? Math.max(...ok.map((r) => r.otherPct ?? 0)) : null,
       stealPct: ok.some((r) => r.stealPct != null) ? Math.max(...ok.map((r) => r.stealPct ?? 0)) : null,
       tries: rs.reduce((s, r) => s + (r.tries ?? 0), 0),
+      cpuMsPerReq: ok.some((r) => r.cpuMsPerReq != null) ? median(ok.filter((r) => r.cpuMsPerReq != null).map((r) => r.cpuMsPerReq)) : null,
+      rotated: rs.reduce((s, r) => s + (r.rotated ?? 0), 0),
+      distinct: rs[0].distinct ?? null,
       noisy: rs.some((r) => r.noisy),
       non2xx: rs.reduce((s, r) => s + (r.non2xx ?? 0) + (r.warmup?.non2xx ?? 0), 0),
       errors: rs.reduce((s, r) => s + (r.errors ?? 0) + (r.timeouts ?? 0) + (r.warmup?.errors ?? 0) + (r.warmup?.timeouts ?? 0), 0),
@@ -407,9 +495,11 @@ function aggregate(rows) {
   const ref = (n) => agg.find((a) => a.name === n && a.valid)?.rps ?? null;
   const ratio = (a, b) => (a != null && b != null && b > 0 ? a / b : null);
   for (const a of agg) {
-    a.vsHttpProxy = a.valid ? ratio(a.rps, ref('http-proxy')) : null;
-    a.vsUndici = a.valid ? ratio(a.rps, ref('undici')) : null;
-    a.vsDirect = a.valid ? ratio(a.rps, ref('direct')) : null;
+    // The token rows answer another request (POST /v2/oauth/token): no proxy ratio.
+    const proxied = a.valid && a.kind !== 'token';
+    a.vsHttpProxy = proxied ? ratio(a.rps, ref('http-proxy')) : null;
+    a.vsUndici = proxied ? ratio(a.rps, ref('undici')) : null;
+    a.vsDirect = proxied ? ratio(a.rps, ref('direct')) : null;
   }
   const pairs = [
     ['scopegate memory vs scopegate no-limits', 'scopegate-hs256', 'scopegate-nolimit'],
@@ -420,6 +510,7 @@ function aggregate(rows) {
     ['Bun door vs Node door (RS256)', 'scopegate-bun-rs256', 'scopegate-rs256'],
     ['scopegate no-limits vs bare undici', 'scopegate-nolimit', 'undici'],
     ['bare undici vs bare http-proxy', 'undici', 'http-proxy'],
+    ['token issue: hot-client cache vs scrypt every request', 'token-issue-hot', 'token-issue-cold'],
   ].map(([label, a, b]) => ({ label, a, b, value: ratio(ref(a), ref(b)) }));
   return { agg, pairs };
 }
@@ -501,6 +592,26 @@ function markdownReport({ agg, pairs }, m, skipped, startedAt) {
     ...pairs.map((p) => `| ${p.label} (\`${p.a}\` / \`${p.b}\`) | ${p.value == null ? '–' : fmt(p.value, 3)} |`),
     '',
   ];
+  const tokenRows = agg.filter((a) => a.kind === 'token');
+  if (tokenRows.length) {
+    lines.push(
+      '## Token issue',
+      '',
+      `\`token-issue-*\` rows: tokens issued per second by the token service (\`POST ${TOKEN_PATH}\`, HipChat's client_credentials: Basic + form, \`scope=send_notification\`), ` +
+        `one \`scopegate serve\` on the embedded store (in-process, PGlite), ${TOKEN_CONNECTIONS} connections for the hot row (TOKEN_CONNECTIONS) and ${TOKEN_COLD_CONNECTIONS} for the cold one (TOKEN_COLD_CONNECTIONS: scrypt runs on libuv's 4 threads, more would only queue), same pinning, warm-up and window as the proxy rows. ` +
+        'Each issue reads the client from the store, checks its secret, signs an ES256 token and records it in the store. ' +
+        'The client secret is stored as scrypt (N=2^15, r=8, p=1): `token-issue-cold` walks ' +
+        `${fmt(TOKEN_CLIENTS)} clients (TOKEN_CLIENTS, one per request, more than the hot-client cache's 1000 entries, so none is ever found there) and pays that hash every time; ` +
+        '`token-issue-hot` is one client asking in a loop, which the hot-client cache answers after its first request: it keeps the SHA-256 of the secret that last verified and the store hash it verified against, ' +
+        'and a hit needs the same secret (constant-time compare) and that same hash still in the store (read on every request), so a rotated secret or deleted client takes effect at once; an entry lives 60 s.' +
+        (scryptMs != null ? ` One scrypt hash of a secret (the product's \`hashSecret\`, timed alone in a child on the contestant's cpu before the rows, median of 7): **${fmt(scryptMs, 0)} ms**.` : ''),
+      '',
+      '| row | tokens/s | CPU ms per token (contestant) | requests built (≈ sent, warm-up included) / distinct clients |',
+      '| --- | ---: | ---: | --- |',
+      ...tokenRows.map((a) => `| ${a.name} | ${fmt(a.rps)} | ${fmt(a.cpuMsPerReq, 2)} | ${fmt(a.rotated)} / ${fmt(a.distinct)} |`),
+      '',
+    );
+  }
   if (REPS > 1) {
     lines.push('## Per repetition (req/s)', '', ...agg.map((a) => `- ${a.name}: ${a.reps.map((x) => fmt(x)).join(', ')}`), '');
   }
@@ -522,32 +633,48 @@ let fixtures;
 let upstreamPort;
 let upstreamUrl;
 let upstreamPid;
+/** The token rows' store and clients, made before the first token row starts. */
+let tokenStoreDir;
+let tokenClients;
+/** Seeds of the Redis Cluster the cluster row uses (REDIS_CLUSTER, or the bench's own), and its pids. */
+let clusterSeeds = REDIS_CLUSTER;
+let clusterPids = [];
+let ownCluster = null;
+/** Median ms of one scrypt hash (measured when a token row runs). */
+let scryptMs = null;
 
 /**
  * RESULTS.md also holds sections other benches write (`## Memory …`, `## Revocation lag …`):
- * this bench replaces only its own part and keeps every other `## ` section as it was.
+ * this bench replaces only its own part and keeps every other `## ` section as it was. The
+ * `## Token service (bench/token-issue.mjs)` section of the script the token rows replaced is kept
+ * only until a run measures those rows.
  */
-function keepOtherSections(mine) {
+function keepOtherSections(mine, measuredTokens) {
   if (!existsSync(RESULTS_FILE)) return mine;
   const old = readFileSync(RESULTS_FILE, 'utf8');
   const own = new Set([...mine.matchAll(/^## (.+)$/gm)].map((m) => m[1].split(' (')[0]));
   const kept = old
     .split(/^(?=## )/m)
-    .filter((sec) => sec.startsWith('## ') && !own.has(sec.slice(3).split('\n')[0].split(' (')[0]) && /^## (Memory|Revocation|Token service|Forward auth)/.test(sec));
+    .filter((sec) => sec.startsWith('## ') && !own.has(sec.slice(3).split('\n')[0].split(' (')[0]) && /^## (Memory|Revocation|Token service|Forward auth)/.test(sec))
+    .filter((sec) => !(measuredTokens && sec.startsWith('## Token service (bench/token-issue.mjs)')));
   return kept.length ? `${mine.trimEnd()}\n\n${kept.map((k) => k.trimEnd()).join('\n\n')}\n` : mine;
 }
 
 async function main() {
   const startedAt = new Date().toISOString();
   const wanted = env.CONTESTANTS
-    ? env.CONTESTANTS.split(',').map((s) => s.trim()).filter(Boolean).flatMap((s) => (s === 'scopegate' ? ALL.filter((c) => c.kind === 'scopegate').map((c) => c.name) : [s]))
+    ? env.CONTESTANTS.split(',')
+        .map((s) => s.trim())
+        .filter(Boolean)
+        .flatMap((s) => (s === 'scopegate' ? ALL.filter((c) => c.kind === 'scopegate').map((c) => c.name) : s === 'token-issue' ? ALL.filter((c) => c.kind === 'token').map((c) => c.name) : [s]))
     : ALL.map((c) => c.name);
   const unknown = wanted.filter((w) => !ALL.some((c) => c.name === w));
-  if (unknown.length) throw new Error(`unknown contestant(s): ${unknown.join(', ')}; known: ${ALL.map((c) => c.name).join(', ')}, scopegate`);
+  if (unknown.length) throw new Error(`unknown contestant(s): ${unknown.join(', ')}; known: ${ALL.map((c) => c.name).join(', ')}, scopegate, token-issue`);
+  if (!Number.isInteger(TOKEN_CLIENTS) || TOKEN_CLIENTS <= 1000) throw new Error(`TOKEN_CLIENTS must be an integer above 1000 (the hot-client cache's size), got ${TOKEN_CLIENTS}`);
   let list = ALL.filter((c) => wanted.includes(c.name));
   const skipped = [];
 
-  if (list.some((c) => c.kind === 'scopegate') && !existsSync(join(ROOT, 'dist', 'cli.js'))) {
+  if (list.some((c) => c.kind === 'scopegate' || c.kind === 'token') && !existsSync(join(ROOT, 'dist', 'cli.js'))) {
     throw new Error('dist/cli.js is missing: run `npm run build` (or use `npm run bench`)');
   }
   if (list.some((c) => c.rateLimit === 'redis') && !(await redisReachable(REDIS_URL))) {
@@ -556,15 +683,18 @@ async function main() {
     skipped.push(note);
     list = list.filter((c) => c.rateLimit !== 'redis');
   }
-  if (list.some((c) => c.rateLimit === 'redis-cluster')) {
-    const reachable = REDIS_CLUSTER.length > 0 && (await Promise.all(REDIS_CLUSTER.map(redisReachable))).some(Boolean);
-    if (!reachable) {
-      const note = REDIS_CLUSTER.length
-        ? 'scopegate-redis-cluster skipped: no REDIS_CLUSTER seed answers'
-        : 'scopegate-redis-cluster skipped: REDIS_CLUSTER (seed URLs) not set';
-      console.log(`note: ${note}`);
-      skipped.push(note);
-      list = list.filter((c) => c.rateLimit !== 'redis-cluster');
+  const skip = (note, drop) => {
+    console.log(`note: ${note}`);
+    skipped.push(note);
+    list = list.filter((c) => !drop(c));
+  };
+  const clusterRow = (c) => c.rateLimit === 'redis-cluster';
+  if (list.some(clusterRow)) {
+    if (REDIS_CLUSTER.length) {
+      if (!(await Promise.all(REDIS_CLUSTER.map(redisReachable))).some(Boolean)) skip('scopegate-redis-cluster skipped: no REDIS_CLUSTER seed answers', clusterRow);
+    } else {
+      const missing = clusterToolsMissing();
+      if (missing) skip(`scopegate-redis-cluster skipped: REDIS_CLUSTER not set and no local cluster can be started (${missing})`, clusterRow);
     }
   }
 
@@ -575,6 +705,25 @@ async function main() {
   console.log(`bench: run dir ${runDir}`);
 
   fixtures = await makeFixtures(runDir, N_TOKENS);
+
+  if (list.some((c) => c.kind === 'token')) {
+    scryptMs = measureScrypt();
+    if (scryptMs != null) console.log(`bench: one scrypt hash (N=2^15, r=8, p=1) takes ${fmt(scryptMs)} ms on cpu ${HAVE_TASKSET ? PROXY_CPU : 'any'}`);
+  }
+
+  if (list.some(clusterRow) && !REDIS_CLUSTER.length) {
+    process.stdout.write(`bench: starting a local Redis Cluster (3 masters${HAVE_TASKSET ? `, cpu ${REDIS_CLUSTER_CPU}` : ''}) ... `);
+    ownCluster = await startRedisCluster({
+      dir: join(runDir, 'redis-cluster'),
+      startChild: (label, logFile, cmd, args) => startChild(label, REDIS_CLUSTER_CPU, cmd, args, {}, logFile),
+      stopChild,
+    });
+    clusterSeeds = ownCluster.seeds;
+    clusterPids = ownCluster.pids;
+    console.log(clusterSeeds.join(' '));
+    const version = spawnSync(REDIS_SERVER, ['--version'], { encoding: 'utf8' }).stdout?.match(/v=(\S+)/)?.[1] ?? '?';
+    skipped.push(`scopegate-redis-cluster: a Redis Cluster this run started (redis-server ${version}, 3 masters, no replicas, no persistence${HAVE_TASKSET ? `, pinned to cpu ${REDIS_CLUSTER_CPU}` : ''}; its CPU counts as the bench's, not "other")`);
+  }
 
   upstreamPort = await freePort();
   upstreamUrl = `http://127.0.0.1:${upstreamPort}`;
@@ -594,6 +743,7 @@ async function main() {
     }
   }
   await stopChild(upstream);
+  if (ownCluster) await ownCluster.stop();
 
   const result = aggregate(rows);
   console.log('');
@@ -601,7 +751,7 @@ async function main() {
   console.log('');
   for (const p of result.pairs) console.log(`${p.label.padEnd(42)} ${p.value == null ? '–' : fmt(p.value, 3)}`);
   writeFileSync(join(runDir, 'rows.json'), JSON.stringify({ machine: m, rows }, null, 2));
-  writeFileSync(RESULTS_FILE, keepOtherSections(markdownReport(result, m, skipped, startedAt)));
+  writeFileSync(RESULTS_FILE, keepOtherSections(markdownReport(result, m, skipped, startedAt), result.agg.some((a) => a.kind === 'token' && a.valid)));
   console.log(`\nwrote ${relative(process.cwd(), RESULTS_FILE) || RESULTS_FILE}`);
   const allValid = result.agg.every((a) => a.valid);
   if (env.KEEP_RUN_DIR || env.PROFILE || !allValid) console.log(`kept ${runDir} (configs, stderr logs, rows.json)`);
