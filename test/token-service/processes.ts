@@ -15,6 +15,7 @@
  *   await lagUntilRefused([gw.url], token, performance.now(), 5 * MAX_LAG_MS);
  */
 import { expect } from 'vitest';
+import type { Upstream } from '../helpers/upstream.js';
 
 /** revocation.max_lag_ms of processConfig's gateways. */
 export const MAX_LAG_MS = 500;
@@ -74,6 +75,20 @@ export async function verdict(gwUrl: string, token: string, room = '1'): Promise
   return ((await res.json()) as { error: { reason: string } }).error.reason;
 }
 
+let roomSeq = 0;
+
+/**
+ * Asserts that the gateway lets `token` through on the API route and that the upstream received
+ * that very request (a room name used once), with `X-Auth-Subject: subject`.
+ */
+export async function expectLetThrough(up: Upstream, gwUrl: string, token: string, subject: string): Promise<void> {
+  const room = `through-${process.pid}-${roomSeq++}`;
+  expect(await verdict(gwUrl, token, room)).toBe('');
+  const seen = up.requests.find((r) => r.url === `${ROOM_ROUTE}${room}`);
+  expect(seen, `the upstream did not receive ${ROOM_ROUTE}${room}`).toBeDefined();
+  expect(seen!.headers['x-auth-subject']).toBe(subject);
+}
+
 /** ms from `t0` until every gateway refuses the token with token_revoked (each polled every 5 ms). */
 export async function lagUntilRefused(gwUrls: string[], token: string, t0: number, timeoutMs: number): Promise<number[]> {
   return Promise.all(
@@ -93,4 +108,38 @@ export async function lagUntilRefused(gwUrls: string[], token: string, t0: numbe
 export async function revokeAt(gwUrl: string, c: { id: string; secret: string }, token: string): Promise<void> {
   const res = await fetch(`${gwUrl}/oauth/revoke`, { method: 'POST', headers: { authorization: basicAuth(c.id, c.secret), 'content-type': 'application/x-www-form-urlencoded' }, body: `token=${token}` });
   expect(res.status).toBe(200);
+}
+
+/** The token endpoint's three dialects, by the path each one is served on. */
+export type TokenDialect = 'hipchat' | 'livedigital' | 'standard';
+const TOKEN_PATH: Readonly<Record<TokenDialect, string>> = { hipchat: '/v2/oauth/token', livedigital: '/v1/auth/token', standard: '/oauth/token' };
+
+export interface TokenAnswer {
+  status: number;
+  body: Record<string, unknown>;
+  /** The RFC 6749 error code of a refusal (HipChat's envelope: its `reason`), else undefined. */
+  error: string | undefined;
+}
+
+/**
+ * One token request in a dialect's wire form — HipChat and standard: Basic + form; livedigital:
+ * JSON with client_id and client_secret in it. Resolves once the whole response has arrived;
+ * rejects when none did (connection refused or reset, a body cut off, `timeoutMs` passed).
+ */
+export async function tokenRequest(
+  gwUrl: string,
+  dialect: TokenDialect,
+  c: { id: string; secret: string },
+  params: Record<string, string>,
+  timeoutMs = 20_000,
+): Promise<TokenAnswer> {
+  const init: RequestInit =
+    dialect === 'livedigital'
+      ? { headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ...params, client_id: c.id, client_secret: c.secret }) }
+      : { headers: { authorization: basicAuth(c.id, c.secret), 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams(params).toString() };
+  const res = await fetch(`${gwUrl}${TOKEN_PATH[dialect]}`, { ...init, method: 'POST', signal: AbortSignal.timeout(timeoutMs) });
+  const body = JSON.parse(await res.text()) as Record<string, unknown>;
+  const e = body['error'];
+  const error = typeof e === 'string' ? e : e && typeof e === 'object' ? String((e as { reason?: unknown }).reason) : undefined;
+  return { status: res.status, body, error };
 }
