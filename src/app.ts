@@ -17,6 +17,7 @@
 import type { IncomingMessage } from 'node:http';
 import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
+import type { TLSSocket } from 'node:tls';
 import type { HttpBindings } from '@hono/node-server';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import { Hono, type Context, type MiddlewareHandler } from 'hono';
@@ -112,6 +113,11 @@ function pathOf(target: string): string {
   return q === -1 ? target : target.slice(0, q);
 }
 
+/** `https` when the request came over TLS (`listen.tls`): X-Forwarded-Proto, the token service's base URL and cookies. */
+export function protoOf(req: IncomingMessage): 'http' | 'https' {
+  return (req.socket as TLSSocket | null)?.encrypted === true ? 'https' : 'http';
+}
+
 /** HTTP/1.1 requests carry a body only when they say so (RFC 9112 §6.3). */
 export function hasRequestBody(req: IncomingMessage): boolean {
   if (req.headers['transfer-encoding'] !== undefined) return true;
@@ -188,7 +194,7 @@ export function createApp(loaded: LoadedConfig, deps: AppDeps): Gateway {
   // ── the token service's paths: answered by it, before the route table (SPEC §9) ────────────
   async function serveTokenService(c: Context<Env>, rc: RequestState, svc: TokenService): Promise<Response> {
     const incoming = c.env.incoming;
-    const res = await svc.handle(c.req.raw, { clientIp: rc.clientIp, proto: 'http', host: incoming.headers.host });
+    const res = await svc.handle(c.req.raw, { clientIp: rc.clientIp, proto: protoOf(incoming), host: incoming.headers.host });
     recordServiceOutcome(rc, res);
     res.headers.set('x-request-id', rc.requestId);
     return res;
@@ -207,7 +213,7 @@ export function createApp(loaded: LoadedConfig, deps: AppDeps): Gateway {
         forwardToken: config.tokens.forward_token,
         requestId: rc.requestId,
         clientIp: rc.clientIp,
-        proto: 'http',
+        proto: protoOf(incoming),
         host: HOST_PLACEHOLDER.has(incoming) ? '' : incoming.headers.host,
         trustedPeer: trusted.contains(rc.clientIp),
         underscoreHeaders: config.listen.underscore_headers,

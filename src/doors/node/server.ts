@@ -1,6 +1,7 @@
 /**
  * The Node proxy door's listeners (SPEC §8): the proxy listener (@hono/node-server around
- * app.ts, WebSocket upgrades to http-proxy), the admin listener, the slow-client bounds of
+ * app.ts, WebSocket upgrades to http-proxy; HTTPS and WSS with `listen.tls`, its certificate
+ * swapped on reload), the admin listener (always plain HTTP), the slow-client bounds of
  * SPEC §1.8, reload and graceful drain. The door-independent parts (verifier, store, decision,
  * readiness, reload queue) are gateway/generation.ts'.
  *
@@ -10,8 +11,10 @@
  *   await gw.shutdown();
  */
 import http from 'node:http';
+import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
+import type tls from 'node:tls';
 import { getRequestListener } from '@hono/node-server';
 import { createAdminApp, type ReadinessCheck } from '../../admin.js';
 import { createApp, endSocketWithResponse, EXPECTS_CONTINUE, HOST_PLACEHOLDER, requestIdOf, type Gateway } from '../../app.js';
@@ -20,6 +23,7 @@ import type { LoadedConfig } from '../../config/load.js';
 import { prepareStart } from '../../gateway/start.js';
 import { buildCoreGeneration, createReloader, readinessOf, type CoreGeneration } from '../../gateway/generation.js';
 import { createAccessLog } from '../../gateway/access.js';
+import { describeTls, MIN_TLS_VERSION, sameTls, tlsForGeneration, type TlsFiles } from '../../gateway/tls.js';
 import { createForwarder, type Forwarder } from '../../proxy/forward.js';
 import type { RunningGateway, StartOptions } from '../../server.js';
 
@@ -27,6 +31,8 @@ import type { RunningGateway, StartOptions } from '../../server.js';
 interface Generation extends CoreGeneration {
   gateway: Gateway;
   forwarder: Forwarder;
+  /** What the proxy listener serves with `listen.tls` (undefined: plain HTTP). */
+  tls: TlsFiles | undefined;
 }
 
 /** A WebSocket handshake (RFC 6455 §4.1): GET with `Upgrade: websocket`. Every other Upgrade is plain HTTP. */
@@ -84,7 +90,12 @@ function handleAsPlainRequest(
 
 export async function startNodeGateway(opts: StartOptions): Promise<RunningGateway> {
   const { clock, logger, metrics, load, initial, host } = await prepareStart(opts);
+  // The proxy listener, once it exists: a reload swaps its certificate (https only).
+  let secure: tls.Server | undefined;
   const build = async (loaded: LoadedConfig, previous?: Generation): Promise<Generation> => {
+    // First: a certificate that cannot be served fails the start (config error) or the reload
+    // (the running certificate and config are kept) before anything else is built.
+    const tlsFiles = await tlsForGeneration(loaded, previous?.tls, previous !== undefined, logger);
     const core = await buildCoreGeneration(loaded, previous, { clock, logger, metrics, host });
     const cfg = loaded.config;
     const renderOpts = { realm: cfg.realm, docsUrl: cfg.docs_url };
@@ -95,7 +106,13 @@ export async function startNodeGateway(opts: StartOptions): Promise<RunningGatew
       onUpstreamError: (err, code) => logger.warn({ reason: code, err: err.message }, 'upstream error'),
     });
     const gateway = createApp(loaded, { clock, logger, metrics, decider: core.decider, forwarder, trusted: core.trusted, tokenService: core.tokenService, forwardAuth: core.forwardAuth });
-    return { ...core, forwarder, gateway };
+    // Last, so nothing after it can fail: new TLS connections get the new certificate, open ones
+    // keep theirs.
+    if (secure && tlsFiles && !sameTls(previous?.tls, tlsFiles)) {
+      secure.setSecureContext({ cert: tlsFiles.cert, key: tlsFiles.key, minVersion: MIN_TLS_VERSION });
+      logger.info(describeTls(tlsFiles), 'TLS certificate reloaded');
+    }
+    return { ...core, forwarder, gateway, tls: tlsFiles };
   };
 
   const reloader = createReloader<Generation>({
@@ -166,26 +183,34 @@ export async function startNodeGateway(opts: StartOptions): Promise<RunningGatew
     res.writeHead(refused.status, { ...refused.headers, connection: 'close' }).end(refused.body);
   };
   const lc = cfg0.listen;
-  const server = http.createServer(
-    {
-      // Slow clients are bounded (SPEC §1.8): the head within header_timeout_ms (Node answers 408
-      // through clientError below), a keep-alive connection idle for idle_timeout_ms is closed.
-      // No bound on the whole request: a long upload that keeps moving is legitimate; pauses
-      // inside a body are the forwarder's body_idle_timeout_ms.
-      headersTimeout: lc.header_timeout_ms,
-      requestTimeout: 0,
-      keepAliveTimeout: lc.idle_timeout_ms,
-      connectionsCheckingInterval: Math.min(1000, Math.max(50, Math.floor(lc.header_timeout_ms / 4))),
-      // A request without Host gets the gateway's own 400 (with the envelope and X-Request-Id),
-      // not Node's bare one.
-      requireHostHeader: false,
-      // Node ≥ 24.9 / 22.21: only a GET to websocket is an upgrade; anything else (h2c, TRACE with
-      // Upgrade) stays an ordinary request with its parser intact. Older Node ignores the option:
-      // handleNodeUpgrade below does the same by hand.
-      shouldUpgradeCallback: isWebSocketUpgrade,
-    } as http.ServerOptions,
-    listener,
-  );
+  const tls0 = reloader.current().tls;
+  const serverOptions = {
+    // Slow clients are bounded (SPEC §1.8): the head within header_timeout_ms (Node answers 408
+    // through clientError below), a keep-alive connection idle for idle_timeout_ms is closed.
+    // No bound on the whole request: a long upload that keeps moving is legitimate; pauses
+    // inside a body are the forwarder's body_idle_timeout_ms.
+    headersTimeout: lc.header_timeout_ms,
+    requestTimeout: 0,
+    keepAliveTimeout: lc.idle_timeout_ms,
+    connectionsCheckingInterval: Math.min(1000, Math.max(50, Math.floor(lc.header_timeout_ms / 4))),
+    // A request without Host gets the gateway's own 400 (with the envelope and X-Request-Id),
+    // not Node's bare one.
+    requireHostHeader: false,
+    // Node ≥ 24.9 / 22.21: only a GET to websocket is an upgrade; anything else (h2c, TRACE with
+    // Upgrade) stays an ordinary request with its parser intact. Older Node ignores the option:
+    // handleNodeUpgrade below does the same by hand.
+    shouldUpgradeCallback: isWebSocketUpgrade,
+  } as http.ServerOptions;
+  // One server, one wiring: with listen.tls it is an https.Server (a tls.Server underneath), whose
+  // HTTP side takes the same options and events. The handshake is bounded like the head.
+  const httpsServer = tls0
+    ? https.createServer({ ...serverOptions, cert: tls0.cert, key: tls0.key, minVersion: MIN_TLS_VERSION, handshakeTimeout: lc.header_timeout_ms }, listener)
+    : undefined;
+  const server: http.Server = httpsServer ?? http.createServer(serverOptions, listener);
+  if (tls0) {
+    secure = httpsServer;
+    logger.info(describeTls(tls0), 'TLS certificate loaded');
+  }
   server.maxConnections = lc.max_connections;
   server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
     if (isWebSocketUpgrade(req)) return reloader.current().gateway.handleUpgrade(req, socket, head);
@@ -221,17 +246,17 @@ export async function startNodeGateway(opts: StartOptions): Promise<RunningGatew
     endSocketWithResponse(socket, r.status, Object.entries(r.headers), r.body);
   });
 
-  const listen = (s: http.Server, host: string, port: number) =>
+  const listen = (s: http.Server, host: string, port: number, scheme: 'http' | 'https' = 'http') =>
     new Promise<string>((resolve, reject) => {
       s.once('error', reject);
       s.listen(port, host, () => {
         s.off('error', reject);
         const a = s.address() as AddressInfo;
-        resolve(`http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`);
+        resolve(`${scheme}://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`);
       });
     });
 
-  const url = await listen(server, opts.listen?.host ?? cfg0.listen.host, opts.listen?.port ?? cfg0.listen.port);
+  const url = await listen(server, opts.listen?.host ?? cfg0.listen.host, opts.listen?.port ?? cfg0.listen.port, tls0 ? 'https' : 'http');
 
   const readiness = (): Promise<ReadinessCheck[]> => readinessOf(reloader.current());
 
