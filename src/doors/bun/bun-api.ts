@@ -46,6 +46,11 @@ export interface BunServeOptions<T> {
   error?(err: Error): Response | Promise<Response>;
   websocket?: BunWebSocketHandler<T>;
   tls?: { cert: string; key: string };
+  /**
+   * SO_REUSEPORT: a second server may listen on the same port (same user only, on Linux); the
+   * kernel spreads new connections between them. How the Bun door swaps a certificate.
+   */
+  reusePort?: boolean;
 }
 
 export interface BunRuntime {

@@ -7,7 +7,9 @@
  * Where the doors cannot behave alike, docs/doors.md says why: Bun.serve hands the request over
  * with a WHATWG-normalised URL (dot segments resolved, `\` read as `/`, an absolute-form target
  * reduced to its path) and merged repeated headers, so those spellings are routed — and forwarded
- * — in their normalised form instead of being refused with 400.
+ * — in their normalised form instead of being refused with 400. And Bun.serve cannot change a
+ * listening server's certificate (`reload({ tls })` is ignored): with `listen.tls` a renewed
+ * certificate gets a new listener on the same port (SO_REUSEPORT), and the old one drains.
  *
  * @example
  *   const gw = await startBunGateway({ loaded, listen: { host: '127.0.0.1', port: 0 } });
@@ -22,13 +24,16 @@ import type { LoadedConfig } from '../../config/load.js';
 import { prepareStart } from '../../gateway/start.js';
 import { buildCoreGeneration, createReloader, readinessOf, type CoreGeneration } from '../../gateway/generation.js';
 import { recordForwardAuth, recordServiceOutcome, serviceFor } from '../../gateway/service-route.js';
+import { describeTls, sameTls, tlsForGeneration, type TlsFiles } from '../../gateway/tls.js';
 import { buildUpstreamHeaders } from '../../proxy/upstream-headers.js';
 import type { RunningGateway, StartOptions } from '../../server.js';
-import { bun, type BunServer, type BunServerWebSocket } from './bun-api.js';
+import { bun, type BunServeOptions, type BunServer, type BunServerWebSocket } from './bun-api.js';
 import { createBunForwarder, type BunForwarder } from './forward.js';
 
 interface Generation extends CoreGeneration {
   forwarder: BunForwarder;
+  /** What the proxy listener serves with `listen.tls` (undefined: plain HTTP). */
+  tls: TlsFiles | undefined;
 }
 
 /** One WebSocket tunnel: the client side is Bun's server socket, the upstream side Bun's client. */
@@ -76,6 +81,9 @@ function isWebSocketRequest(req: Request): boolean {
 export async function startBunGateway(opts: StartOptions): Promise<RunningGateway> {
   const { clock, logger, metrics, load, initial, host } = await prepareStart(opts);
   const build = async (loaded: LoadedConfig, previous?: Generation): Promise<Generation> => {
+    // First: a certificate that cannot be served fails the start (config error) or the reload
+    // (the running certificate and config are kept) before anything else is built.
+    const tlsFiles = await tlsForGeneration(loaded, previous?.tls, previous !== undefined, logger);
     const core = await buildCoreGeneration(loaded, previous, { clock, logger, metrics, host });
     const cfg = loaded.config;
     const renderOpts = { realm: cfg.realm, docsUrl: cfg.docs_url };
@@ -84,8 +92,17 @@ export async function startBunGateway(opts: StartOptions): Promise<RunningGatewa
       clock,
       onUpstreamError: (err, code) => logger.warn({ reason: code, err: err.message }, 'upstream error'),
     });
-    return { ...core, forwarder };
+    // Last, so nothing after it can fail (a listener that cannot start fails the reload).
+    if (mainServer && tlsFiles && !sameTls(previous?.tls, tlsFiles)) {
+      swapListener(tlsFiles);
+      logger.info(describeTls(tlsFiles), 'TLS certificate reloaded');
+    }
+    return { ...core, forwarder, tls: tlsFiles };
   };
+  // The proxy listener (undefined during the first build) and those replaced by a certificate
+  // swap, still draining.
+  let mainServer: BunServer | undefined;
+  const draining = new Set<BunServer>();
   const reloader = createReloader<Generation>({
     initial: await build(initial),
     load,
@@ -95,6 +112,8 @@ export async function startBunGateway(opts: StartOptions): Promise<RunningGatewa
     logger,
   });
   const cfg0 = reloader.current().loaded.config;
+  const tls0 = reloader.current().tls;
+  const proto = tls0 ? 'https' : 'http';
   const access = createAccessLog({ logger, metrics, clock, tokenParam: cfg0.tokens.query_param });
   let shuttingDown = false;
 
@@ -123,7 +142,7 @@ export async function startBunGateway(opts: StartOptions): Promise<RunningGatewa
     }
     const svc = serviceFor(g.tokenService, req.method, target);
     if (svc) {
-      const res = await svc.handle(req, { clientIp: rec.clientIp, proto: 'http', host: req.headers.get('host') ?? undefined });
+      const res = await svc.handle(req, { clientIp: rec.clientIp, proto, host: req.headers.get('host') ?? undefined });
       recordServiceOutcome(rec, res);
       res.headers.set('x-request-id', rec.requestId);
       return res;
@@ -154,7 +173,7 @@ export async function startBunGateway(opts: StartOptions): Promise<RunningGatewa
       forwardToken: cfg.tokens.forward_token,
       requestId: rec.requestId,
       clientIp: rec.clientIp,
-      proto: 'http',
+      proto,
       host: incoming['host'],
       trustedPeer: g.trusted.contains(rec.clientIp),
       underscoreHeaders: cfg.listen.underscore_headers,
@@ -264,9 +283,12 @@ export async function startBunGateway(opts: StartOptions): Promise<RunningGatewa
   }
 
   const lc = cfg0.listen;
-  const mainServer = bun().serve<Tunnel>({
-    hostname: opts.listen?.host ?? lc.host,
-    port: opts.listen?.port ?? lc.port,
+  const serveOptions = (hostname: string, port: number, tls: TlsFiles | undefined): BunServeOptions<Tunnel> => ({
+    hostname,
+    port,
+    // Bun's TLS stack (BoringSSL) refuses anything older than TLS 1.2 by itself; the process
+    // tests hold it to that.
+    ...(tls ? { tls: { cert: tls.cert, key: tls.key }, reusePort: true } : {}),
     idleTimeout: Math.min(BUN_MAX_IDLE_S, Math.ceil(lc.idle_timeout_ms / 1000)),
     development: false,
     fetch(req, server) {
@@ -313,7 +335,21 @@ export async function startBunGateway(opts: StartOptions): Promise<RunningGatewa
       },
     },
   });
-  const url = `http://${mainServer.hostname.includes(':') ? `[${mainServer.hostname}]` : mainServer.hostname}:${mainServer.port}`;
+  /**
+   * A renewed certificate: Bun.serve's reload() ignores `tls`, so a second listener with the new
+   * one binds the same address (SO_REUSEPORT) and takes the new connections; the old listener
+   * stops accepting and drains what it has, as at shutdown.
+   */
+  const swapListener = (tls: TlsFiles): void => {
+    const old = mainServer!;
+    mainServer = bun().serve<Tunnel>(serveOptions(bindHost, old.port, tls));
+    draining.add(old);
+    void old.stop(false).finally(() => draining.delete(old));
+  };
+  const bindHost = opts.listen?.host ?? lc.host;
+  mainServer = bun().serve<Tunnel>(serveOptions(bindHost, opts.listen?.port ?? lc.port, tls0));
+  if (tls0) logger.info(describeTls(tls0), 'TLS certificate loaded');
+  const url = `${proto}://${mainServer.hostname.includes(':') ? `[${mainServer.hostname}]` : mainServer.hostname}:${mainServer.port}`;
 
   const readiness = (): Promise<ReadinessCheck[]> => readinessOf(reloader.current());
   let adminServer: BunServer | undefined;
@@ -334,12 +370,13 @@ export async function startBunGateway(opts: StartOptions): Promise<RunningGatewa
     shuttingDown = true;
     const timeout = reloader.current().loaded.config.shutdown_timeout_ms;
     // stop(false): no new connections, in-flight requests finish; then bounded by the timeout.
-    const drained = mainServer.stop(false).then(() => 'drained' as const);
+    const listeners = [mainServer!, ...draining];
+    const drained = Promise.all(listeners.map((s) => s.stop(false))).then(() => 'drained' as const);
     const timer = new Promise<'timeout'>((resolve) => setTimeout(() => resolve('timeout'), timeout).unref?.());
     const outcome = await Promise.race([drained, timer]);
     if (outcome === 'timeout') {
       logger.warn({ timeout_ms: timeout }, 'drain timed out; closing remaining connections');
-      await mainServer.stop(true);
+      await Promise.all(listeners.map((s) => s.stop(true)));
     }
     const last = reloader.current();
     await last.forwarder.close();
