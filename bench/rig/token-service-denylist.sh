@@ -58,15 +58,21 @@ TEMPLATE="$CACHE_ROOT/$ENTRIES-$SCHEMA-v2"   # v2: revoked a day ago (seed-denyl
 ensure_template() {
   [ -d "$TEMPLATE/pgdata" ] && { SEEDED="reused $TEMPLATE"; return 0; }
   mkdir -p "$CACHE_ROOT" || die "cannot create $CACHE_ROOT"
-  local tmp out
-  tmp="$(mktemp -d "$CACHE_ROOT/.seeding-XXXXXX")" || die "mktemp failed"
+  local out
+  SEEDING="$(mktemp -d "$CACHE_ROOT/.seeding-XXXXXX")" || die "mktemp failed"
+  local tmp="$SEEDING"
   say "seeding $ENTRIES revocations into $TEMPLATE (once; --seed-only does it ahead of a run)"
   if ! out="$(node "$HERE/seed-denylist.mjs" seed "$tmp/store" "$ENTRIES")"; then rm -rf "$tmp"; die "seeding failed"; fi
   if mv -T "$tmp/store" "$TEMPLATE" 2>/dev/null; then SEEDED="seeded now $out"; else SEEDED="seeded concurrently, reused $TEMPLATE"; fi
   rm -rf "$tmp"
+  SEEDING=""
 }
 
+SEEDING=""
 if [ "${1:-}" = --seed-only ]; then
+  trap '[ -n "$SEEDING" ] && rm -rf "$SEEDING"' EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
   ensure_template
   say "$SEEDED"
   exit 0
@@ -86,7 +92,7 @@ cleanup() {
   trap '' TERM INT HUP
   trap - EXIT
   if [ -n "$SG" ]; then kill -TERM "$SG" 2>/dev/null; wait "$SG" 2>/dev/null; fi
-  rm -rf "$DIR"
+  rm -rf "$DIR" ${SEEDING:+"$SEEDING"}
 }
 trap cleanup EXIT
 trap 'cleanup; exit 143' TERM
