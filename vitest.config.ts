@@ -7,5 +7,7 @@ export default defineConfig({
     hookTimeout: 20_000,
     // Integration tests spawn processes and bind ports; files run in parallel workers.
     pool: 'forks',
+    // One pristine token store, copied for every new store instead of PGlite's initdb.
+    globalSetup: ['test/global-setup.ts'],
   },
 });
