@@ -92,8 +92,13 @@ export interface Forwarder {
   forward(req: IncomingMessage, res: ServerResponse, opts: ForwardOptions): Promise<ForwardResult>;
   /** Proxies a WebSocket upgrade (the request already passed the pipeline). */
   upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, opts: ForwardOptions): void;
-  /** Closes every pool, letting in-flight requests (and those waiting for a connection) finish. Idempotent. */
-  close(): Promise<void>;
+  /**
+   * Closes every pool, letting in-flight requests (and those waiting for a connection) finish,
+   * then the open WebSocket tunnels — unless `keepTunnels` (a reload: the retired generation's
+   * tunnels live on until either side closes them, as in-flight requests finish on their old
+   * generation). A later `close()` without it closes them. Idempotent.
+   */
+  close(opts?: { keepTunnels?: boolean }): Promise<void>;
 }
 
 export interface ForwarderDeps {
@@ -731,15 +736,15 @@ export function createForwarder(upstreams: Record<string, UpstreamConfig>, deps:
         timeoutMs: entry.config.timeout_ms,
       });
     },
-    close() {
+    close(opts = {}) {
       // Requests still waiting for a connection get one (or their 504) before the pool closes.
       closing ??= Promise.all(
         [...entries.values()].map(async (e) => {
           await e.gate.drained();
           await e.pool.close();
         }),
-      ).then(() => ws.close());
-      return closing;
+      ).then(() => undefined);
+      return opts.keepTunnels ? closing : closing.then(() => ws.close());
     },
   };
 }

@@ -115,12 +115,18 @@ export async function startNodeGateway(opts: StartOptions): Promise<RunningGatew
     return { ...core, forwarder, gateway, tls: tlsFiles };
   };
 
+  /** Forwarders of retired generations: their WebSocket tunnels are closed at shutdown. */
+  const retired = new Set<Forwarder>();
   const reloader = createReloader<Generation>({
     initial: await build(initial),
     load,
     build,
-    // undici's Pool.close waits for requests in flight on the old generation.
-    retire: (old) => void old.forwarder.close().catch(() => undefined),
+    // undici's Pool.close waits for requests in flight on the old generation; its WebSocket
+    // tunnels stay open (they finish on the old generation too) until shutdown closes them.
+    retire: (old) => {
+      retired.add(old.forwarder);
+      void old.forwarder.close({ keepTunnels: true }).catch(() => undefined);
+    },
     metrics,
     logger,
   });
@@ -283,7 +289,7 @@ export async function startNodeGateway(opts: StartOptions): Promise<RunningGatew
       server.closeAllConnections();
     }
     const last = reloader.current();
-    await last.forwarder.close().catch(() => undefined);
+    await Promise.all([last.forwarder, ...retired].map((f) => f.close().catch(() => undefined)));
     await last.store.close().catch(() => undefined);
     await last.tokenService?.close().catch(() => undefined);
     await host?.close().catch((e: unknown) => logger.warn({ err: (e as Error).message }, 'token store close failed'));
