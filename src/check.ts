@@ -60,6 +60,7 @@ import { ConfigError } from './errors.js';
 
 const FILE_OR_SECRET = ['secrets', 'public_key_file', 'jwks_file', 'private_key_file'] as const;
 import type { CompiledRoute } from './types.js';
+import { loadTlsFiles } from './gateway/tls.js';
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -145,6 +146,16 @@ export async function runCheck(file: string, env: Env = process.env): Promise<Ch
     if (issuer.jwks_url || !FILE_OR_SECRET.some((k) => issuer[k] !== undefined)) continue;
     try {
       await loadIssuerKeys(issuer, i, { baseDir: dirname(abs) });
+    } catch (e) {
+      if (!(e instanceof ConfigError)) throw e;
+      for (const x of e.issues) keyErrors.push({ path: x.path, line: line(x.path), message: x.message });
+    }
+  }
+  // listen.tls: the certificate and key serve would load, checked the same way (they parse, the
+  // key is the certificate's, the TLS stack accepts the pair).
+  if (config.listen.tls) {
+    try {
+      await loadTlsFiles(config.listen.tls, dirname(abs));
     } catch (e) {
       if (!(e instanceof ConfigError)) throw e;
       for (const x of e.issues) keyErrors.push({ path: x.path, line: line(x.path), message: x.message });

@@ -3,6 +3,7 @@
  * kind (exit code and message, with YAML path and line), the route table with its limits, the
  * --json shape, and every shipped config passing.
  */
+import { execFileSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CheckReport } from '../../src/check.js';
@@ -112,6 +113,33 @@ describe('scopegate check: the key files serve would load', () => {
     const r = await runCli(['check', '--config', file]);
     expect(r.code).toBe(1);
     expect(r.stdout).toMatch(/public_key_file/);
+  });
+});
+
+describe('scopegate check: the TLS files serve would load', () => {
+  const withTls = (cert: string, key: string) =>
+    `listen: { tls: { cert_file: ${cert}, key_file: ${key} } }\nupstreams:\n  default: { url: "http://127.0.0.1:9" }\ntokens:\n  issuers:\n    - name: idp\n      algorithms: [HS256]\n      secrets: ["0123456789abcdef0123456789abcdef"]\nroutes:\n  - { path: /a, scopes: [s] }\n`;
+
+  it('fails on a missing certificate, naming listen.tls.cert_file (serve would fail the same way)', async () => {
+    const file = await dir.write('tls-missing.yaml', withTls('./nope.pem', './nope.key'));
+    const r = await runCli(['check', '--config', file]);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/listen\.tls\.cert_file.*cannot read certificate file .*nope\.pem: ENOENT/);
+    expect(r.stdout).toMatch(/listen\.tls\.key_file.*cannot read key file .*nope\.key: ENOENT/);
+  });
+
+  it('fails on a key that does not belong to the certificate, and passes the right pair', async () => {
+    const openssl = (args: string[]) => execFileSync('openssl', args, { cwd: dir.path, stdio: ['ignore', 'ignore', 'pipe'] });
+    for (const name of ['one', 'two']) {
+      openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.pem`, '-subj', '/CN=localhost', '-days', '2']);
+    }
+    const bad = await runCli(['check', '--config', await dir.write('tls-mismatch.yaml', withTls('./one.pem', './two.key'))]);
+    expect(bad.code).toBe(1);
+    expect(bad.stdout).toMatch(/listen\.tls\.key_file.*does not belong to the certificate/);
+    expect(bad.stdout).not.toMatch(/PRIVATE KEY/);
+    const good = await runCli(['check', '--config', await dir.write('tls-good.yaml', withTls('./one.pem', './one.key'))]);
+    expect(good.stdout).not.toMatch(/listen\.tls/);
+    expect(good.code).toBe(0);
   });
 });
 
