@@ -177,7 +177,7 @@ export function createTokenEndpoint(deps: EndpointDeps): TokenEndpoint {
     rec: { ownerType: 'client' | 'user'; ownerId: string; familyId?: string | undefined },
     ttlS: number,
     now: number,
-  ): Promise<{ token: string; expiresIn: number }> {
+  ): Promise<{ token: string; expiresIn: number; jti: string; expiresAt: number }> {
     const jti = newId('at');
     // The store's key ring reads its keys from the store: a failure there is a store outage.
     const sign = () => signer.sign(claims, { jti, nowMs: now, ttlS });
@@ -198,7 +198,7 @@ export function createTokenEndpoint(deps: EndpointDeps): TokenEndpoint {
         expiresAt: exp * 1000,
       }),
     );
-    return { token, expiresIn: ttlS };
+    return { token, expiresIn: ttlS, jti, expiresAt: exp * 1000 };
   }
 
   /** A new refresh record (not stored) and its wire form `<id>.<secret>`. */
@@ -377,23 +377,31 @@ export function createTokenEndpoint(deps: EndpointDeps): TokenEndpoint {
 
     const now = clock();
     const next = await newRefresh({ familyId: rec.familyId, clientId: rec.clientId, subject: rec.subject, ownerType: rec.ownerType, scopes: rec.scopes }, now);
+    const ttl = rec.ownerType === 'user' ? settings.lifetimes.user_s : settings.lifetimes.access_s;
+    const claims = rec.ownerType === 'user' ? userClaims(client, user!, scopes) : clientClaims(client, scopes);
+    // The new access token is recorded BEFORE the rotation commits. A replay racing this request
+    // sees the rotation only after that, so its revokeFamily always finds this token (recorded
+    // after, it escaped: a live token from a revoked family). And a store failure here consumes
+    // nothing: the client may retry the 503 with the same refresh token.
+    const access = await issueAccess(claims, { ownerType: rec.ownerType, ownerId: rec.ownerType === 'user' ? rec.subject : client.id, familyId: rec.familyId }, ttl, now);
     const rotated = await guard('rotateRefresh', () => store.rotateRefresh(id, next.record, now));
     if (!rotated.ok) {
       if (rotated.reason === 'replayed') {
         const revoked = await guard('revokeFamily', () => store.revokeFamily(rotated.familyId, now));
-        if (revoked.length) metrics.revocations.inc(revoked.length);
+        // The token recorded above never left this process: not counted as a revocation.
+        const handedOut = revoked.filter((r) => r.jti !== access.jti).length;
+        if (handedOut) metrics.revocations.inc(handedOut);
         deps.onRevoked?.(revoked);
         logger.warn(
-          { event: 'refresh_replay', client_id: clip(client.id, 64), family: clip(rotated.familyId, 64), revoked_access_tokens: revoked.length },
+          { event: 'refresh_replay', client_id: clip(client.id, 64), family: clip(rotated.familyId, 64), revoked_access_tokens: handedOut },
           'a replaced refresh token was presented again: its whole family is revoked (RFC 9700 §4.14.2)',
         );
         throw new GatewayError('invalid_grant', { why: `refresh token ${clip(id, 64)} was already used; family revoked` });
       }
+      // Never handed out, so no record of a live token stays behind.
+      await guard('revoke', () => store.revoke([{ jti: access.jti, expiresAt: access.expiresAt }], now));
       throw new GatewayError('invalid_grant', { why: `refresh token ${clip(id, 64)} is ${rotated.reason}` });
     }
-    const ttl = rec.ownerType === 'user' ? settings.lifetimes.user_s : settings.lifetimes.access_s;
-    const claims = rec.ownerType === 'user' ? userClaims(client, user!, scopes) : clientClaims(client, scopes);
-    const access = await issueAccess(claims, { ownerType: rec.ownerType, ownerId: rec.ownerType === 'user' ? rec.subject : client.id, familyId: rec.familyId }, ttl, now);
     return { accessToken: access.token, expiresIn: access.expiresIn, scopes, refreshToken: next.wire, ...groupOf(client, claims.group) };
   }
 
