@@ -58,8 +58,20 @@ function describe(err: unknown): string {
   return err instanceof Error ? err.name : 'error';
 }
 
-/** Request headers as fetch takes them: repeated values joined (Set-Cookie never appears in a request). */
-function headerInit(h: Record<string, string | string[]>): [string, string][] {
+/**
+ * Request headers as fetch takes them: the record itself when every value is one string (nearly
+ * always), else name/value pairs, a repeated header once per value (Set-Cookie never appears in
+ * a request).
+ */
+function headerInit(h: Record<string, string | string[]>): Record<string, string> | [string, string][] {
+  let repeated = false;
+  for (const name in h) {
+    if (Array.isArray(h[name])) {
+      repeated = true;
+      break;
+    }
+  }
+  if (!repeated) return h as Record<string, string>;
   const out: [string, string][] = [];
   for (const name in h) {
     const v = h[name]!;
@@ -109,10 +121,19 @@ export function createBunForwarder(upstreams: Record<string, UpstreamConfig>, de
     async forward(req, opts) {
       const entry = entryFor(opts.upstream);
       const start = clock();
-      const timeout = new AbortController();
-      // timeout_ms runs from the decision to forward until the response headers (SPEC §1.8).
-      const timer = setTimeout(() => timeout.abort(TIMED_OUT), entry.config.timeout_ms);
-      const signal = AbortSignal.any([req.signal, timeout.signal]);
+      // One controller for both ends: the client hanging up, and timeout_ms, which runs from the
+      // decision to forward until the response headers (SPEC §1.8). (AbortSignal.any and a second
+      // controller cost ~3 % of the door's CPU per request.)
+      const abort = new AbortController();
+      let timedOut = false;
+      const timer = setTimeout(() => {
+        timedOut = true;
+        abort.abort(TIMED_OUT);
+      }, entry.config.timeout_ms);
+      const onClientGone = () => abort.abort(req.signal.reason);
+      if (req.signal.aborted) onClientGone();
+      else req.signal.addEventListener('abort', onClientGone, { once: true });
+      const signal = abort.signal;
       const method = req.method;
       const hasBody = req.body !== null && method !== 'GET' && method !== 'HEAD';
       let res: Response;
@@ -129,10 +150,11 @@ export function createBunForwarder(upstreams: Record<string, UpstreamConfig>, de
         } as RequestInit);
       } catch (err) {
         clearTimeout(timer);
-        if (req.signal.aborted) {
+        req.signal.removeEventListener('abort', onClientGone);
+        if (req.signal.aborted && !timedOut) {
           return { response: new Response(null, { status: CLIENT_CLOSED_REQUEST }), status: CLIENT_CLOSED_REQUEST, upstreamMs: clock() - start, aborted: true };
         }
-        return failure(timeout.signal.aborted ? 'upstream_timeout' : 'upstream_unavailable', err, opts, start);
+        return failure(timedOut ? 'upstream_timeout' : 'upstream_unavailable', err, opts, start);
       }
       clearTimeout(timer);
       const upstreamMs = clock() - start;
