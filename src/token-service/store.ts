@@ -9,8 +9,10 @@
  * store in clear: client secrets, user passwords and refresh-token secrets are stored as slow
  * salted hashes (see token-service/secrets.ts), compared by the caller in constant time.
  *
- * Revocation reaches other replicas through `revokedSince` (a re-sync, always correct) and, where
- * the backend can push, `watchRevocations` (Postgres LISTEN/NOTIFY; in-process for embedded).
+ * Revocation reaches other replicas through the revocation log read by `revocationsAfter` (a
+ * numbered cursor: a re-sync reads only what is new) and, where the backend can push,
+ * `watchRevocations` (Postgres LISTEN/NOTIFY; in-process for embedded). How the denylist combines
+ * them: token-service/revocation.ts.
  */
 
 export type ServiceClientType = 'group' | 'room' | 'user';
@@ -109,6 +111,16 @@ export interface RevocationRecord {
   revokedAt: number;
 }
 
+/** One page of the revocation log (`revocationsAfter`), in `seq` order. */
+export interface RevocationPage {
+  /** The live entries (`expiresAt > now`) found, oldest `seq` first. */
+  records: RevocationRecord[];
+  /** The `seq` of the last record returned: pass it as `afterSeq` for the next page. `afterSeq` itself when none. */
+  cursor: number;
+  /** Fewer than `limit` records matched: the log holds nothing more after `cursor` (as this read saw it). */
+  done: boolean;
+}
+
 export type RotateResult =
   | { ok: true; previous: RefreshRecord }
   | { ok: false; reason: 'unknown' | 'expired' | 'revoked' }
@@ -169,16 +181,31 @@ export interface TokenStore {
   // ── revocation ──
   /** Marks the tokens revoked and adds them to the denylist (idempotent: a second revoke changes nothing and notifies nobody). Also takes jtis the store never issued. */
   revoke(entries: readonly { jti: string; expiresAt: number }[], now: number): Promise<void>;
-  /** Denylist entries revoked at or after `sinceMs` and not yet expired at `now` (the re-sync). */
+  /** Denylist entries revoked at or after `sinceMs` (by `revokedAt`) and not yet expired at `now`, in one read (tests, tools). */
   revokedSince(sinceMs: number, now: number): Promise<RevocationRecord[]>;
   /**
-   * Push notifications of new revocations, where the backend has them; returns an unsubscribe.
-   * postgres: LISTEN/NOTIFY, `onReconnect` after the listening connection came back (re-sync with
-   * revokedSince: NOTIFY has no replay). embedded: in-process, every revocation (the CLI's too, via
-   * the control socket) passes through this process; onReconnect never fires. Absent on the CLI's
-   * attached store.
+   * The revocation log after a cursor: each revocation has a `seq`, taken from a sequence when it
+   * was written (so in the order the revoking statements ran, NOT the order they committed — a
+   * transaction may commit after one that took a higher seq). Returns up to `limit` (default
+   * 1000, at most 10 000) live entries with `seq > afterSeq`, oldest seq first; `throughSeq` stops
+   * at that seq (inclusive), `minRevokedAt` keeps only entries with `revokedAt >= minRevokedAt`.
+   * `revocationsAfter(0, now)` pages through everything. Cost: an index range scan of the rows returned.
    */
-  watchRevocations?(onRevoked: (r: RevocationRecord) => void, onReconnect: () => void): () => void;
+  revocationsAfter(
+    afterSeq: number,
+    now: number,
+    opts?: { limit?: number | undefined; throughSeq?: number | undefined; minRevokedAt?: number | undefined },
+  ): Promise<RevocationPage>;
+  /**
+   * Push notifications of new revocations, where the backend has them; returns an unsubscribe.
+   * postgres: LISTEN/NOTIFY, complete only while the listening connection is up; `onListening`
+   * each time it is LISTENing — the first time and after every reconnect — since NOTIFY has no
+   * replay, a consumer re-reads the table then (what committed before it is in the table, what
+   * commits after it is pushed). embedded: in-process and complete from the call on: every
+   * revocation (the CLI's too, via the control socket) passes through this process; onListening
+   * never fires. Absent on the CLI's attached store.
+   */
+  watchRevocations?(onRevoked: (r: RevocationRecord) => void, onListening: () => void): () => void;
 
   /** Deletes expired rows (tokens, refresh tokens, denylist entries, retired keys past publishUntil) in batches. */
   purgeExpired(now: number, batch?: number): Promise<number>;

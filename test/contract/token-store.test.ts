@@ -350,6 +350,92 @@ describe.each(backends)('token store contract: $name', (b) => {
       await s().revoke([], base);
     });
 
+    /** The highest seq in the log (every row counts as live at now = 0). */
+    async function head(): Promise<number> {
+      let at = 0;
+      for (;;) {
+        const page = await s().revocationsAfter(at, 0, { limit: 10_000 });
+        at = page.cursor;
+        if (page.done) return at;
+      }
+    }
+
+    it('revocationsAfter: the log after a cursor in seq order, live entries only, pages with cursor and done', async () => {
+      const base = T0 + 20_000_000;
+      const start = await head();
+      const a = { jti: uid('log-a'), expiresAt: base + 10_000 };
+      const gone = { jti: uid('log-expired'), expiresAt: base + 5 };
+      const c = { jti: uid('log-c'), expiresAt: base + 10_000 };
+      await s().revoke([a, gone], base);
+      await s().revoke([a], base + 1); // idempotent: no new row, no new seq in the log
+      await s().revoke([c], base + 2);
+      const page = await s().revocationsAfter(start, base + 10);
+      expect(page.records).toEqual([
+        { jti: a.jti, expiresAt: a.expiresAt, revokedAt: base },
+        { jti: c.jti, expiresAt: c.expiresAt, revokedAt: base + 2 },
+      ]);
+      expect(page.done).toBe(true);
+      expect(page.cursor).toBeGreaterThan(start);
+      // The expired one is in the log too, for a reader whose clock says it is still live.
+      expect((await s().revocationsAfter(start, base)).records.map((r) => r.jti)).toEqual([a.jti, gone.jti, c.jti]);
+      // Nothing after the cursor; the cursor stays where it was when there is nothing.
+      expect(await s().revocationsAfter(page.cursor, base + 10)).toEqual({ records: [], cursor: page.cursor, done: true });
+      // One row a page: the cursor walks, done only on the page that came back short.
+      const one = await s().revocationsAfter(start, base + 10, { limit: 1 });
+      expect(one.records.map((r) => r.jti)).toEqual([a.jti]);
+      expect(one.done).toBe(false);
+      const two = await s().revocationsAfter(one.cursor, base + 10, { limit: 1 });
+      expect(two.records.map((r) => r.jti)).toEqual([c.jti]);
+      expect(two.cursor).toBe(page.cursor);
+      expect(two.cursor).toBeGreaterThan(one.cursor);
+      expect((await s().revocationsAfter(two.cursor, base + 10, { limit: 1 })).done).toBe(true);
+      // throughSeq stops at a seq (inclusive); minRevokedAt keeps only recent revocations.
+      expect((await s().revocationsAfter(start, base + 10, { throughSeq: one.cursor })).records.map((r) => r.jti)).toEqual([a.jti]);
+      expect((await s().revocationsAfter(start, base + 10, { minRevokedAt: base + 1 })).records.map((r) => r.jti)).toEqual([c.jti]);
+      // revokedSince still answers in one read, as before.
+      expect((await s().revokedSince(base, base + 10)).map((r) => r.jti).sort()).toEqual([a.jti, c.jti].sort());
+    });
+
+    it('revocationsAfter pages through a burst of 5000 once; the re-read below the cursor is bounded by its window, not by the burst', async () => {
+      const base = T0 + 30_000_000;
+      const start = await head();
+      const burst = Array.from({ length: 5000 }, (_, i) => ({ jti: `burst-${uid('b')}-${i}`, expiresAt: base + 3_600_000 }));
+      await s().revoke(burst, base); // one call, one transaction
+      const later = { jti: uid('after-burst'), expiresAt: base + 3_600_000 };
+      await s().revoke([later], base + 60_001);
+      const seen: string[] = [];
+      const cursors: number[] = [];
+      let at = start;
+      let pages = 0;
+      for (;;) {
+        const page = await s().revocationsAfter(at, base, { limit: 1000 });
+        pages++;
+        seen.push(...page.records.map((r) => r.jti));
+        cursors.push(page.cursor);
+        at = page.cursor;
+        if (page.done) break;
+        expect(page.records).toHaveLength(1000);
+      }
+      expect(pages).toBe(6); // 5001 rows: five full pages and one short
+      expect(seen).toEqual([...burst.map((e) => e.jti), later.jti]); // every row once, in the order they were written
+      expect(cursors).toEqual([...cursors].sort((x, y) => x - y));
+      // The denylist's re-read: the last 1000 seqs below the cursor — at most 1000 rows however big the burst was.
+      const reread = await s().revocationsAfter(Math.max(0, at - 1000), base, { limit: 1000, throughSeq: at });
+      expect(reread.records.length).toBeLessThanOrEqual(1000);
+      expect(reread.records.length).toBeGreaterThan(900); // no gaps beyond a few burned seqs here
+      expect(reread.records.at(-1)!.jti).toBe(later.jti);
+      expect(reread.records.map((r) => r.jti).slice(0, -1)).toEqual(burst.slice(5000 - (reread.records.length - 1)).map((e) => e.jti));
+      // Restricted to what was revoked since a minute after the burst: only the later one.
+      expect((await s().revocationsAfter(Math.max(0, at - 1000), base, { limit: 1000, throughSeq: at, minRevokedAt: base + 60_000 })).records.map((r) => r.jti)).toEqual([later.jti]);
+    });
+
+    it('revocationsAfter refuses a bad cursor or limit with a TypeError, before any query', async () => {
+      for (const bad of [-1, 1.5, Number.NaN, Number.MAX_SAFE_INTEGER + 2]) await expect(s().revocationsAfter(bad, T0)).rejects.toThrow(/afterSeq/);
+      for (const limit of [0, -5, 10_001, 2.5]) await expect(s().revocationsAfter(0, T0, { limit })).rejects.toThrow(/limit/);
+      await expect(s().revocationsAfter(0, T0, { throughSeq: -1 })).rejects.toThrow(/throughSeq/);
+      await expect(s().revocationsAfter(0, Number.POSITIVE_INFINITY)).rejects.toThrow(/now/);
+    });
+
     it('purgeExpired deletes expired tokens, refresh tokens and denylist entries in batches', async () => {
       const now = T0 + 10 ** 11;
       const before = await s().purgeExpired(now - 1); // clear earlier tests' rows
@@ -393,25 +479,25 @@ describe.each(backends)('token store contract: $name', (b) => {
     });
 
     if (b.name === 'postgres') {
-      it('survives the listening connection being killed: onReconnect fires and later notifications still arrive', async () => {
+      it('survives the listening connection being killed: onListening fires again and later notifications still arrive', async () => {
         const watcher = await b.second!();
         const seen: string[] = [];
-        let reconnects = 0;
-        const stop = watcher.watchRevocations!((r) => seen.push(r.jti), () => reconnects++);
+        let listenings = 0;
+        const stop = watcher.watchRevocations!((r) => seen.push(r.jti), () => listenings++);
         const admin = new (await import('pg')).default.Client({ connectionString: postgresUrl() });
         await admin.connect();
         try {
-          // Until the listener is up a NOTIFY goes unheard, so keep revoking fresh jtis until one is seen.
-          await until(async () => {
-            await s().revoke([{ jti: uid('before-kill'), expiresAt: T0 + 10 ** 12 }], T0);
-            return seen.length > 0;
-          });
+          // onListening fires for the first LISTEN too (what committed before it is in the table, not pushed).
+          await until(() => listenings === 1);
+          const early = uid('before-kill');
+          await s().revoke([{ jti: early, expiresAt: T0 + 10 ** 12 }], T0);
+          await until(() => seen.includes(early));
           const killed = await admin.query(
             `SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity WHERE application_name = 'scopegate-revocations' AND query LIKE 'LISTEN %' AND query LIKE $1`,
             [`%${b.schema!()}%`],
           );
           expect(killed.rows.length).toBeGreaterThanOrEqual(1);
-          await until(() => reconnects >= 1);
+          await until(() => listenings >= 2);
           const late = uid('after-kill');
           let n = 0;
           await until(async () => {
@@ -422,6 +508,28 @@ describe.each(backends)('token store contract: $name', (b) => {
           stop();
           await admin.end();
         }
+      });
+
+      it('a watcher added while the listener is already LISTENing is told so at once, and one added later hears only later commits', async () => {
+        const watcher = await b.second!();
+        const first: string[] = [];
+        let firstListening = 0;
+        const stopFirst = watcher.watchRevocations!((r) => first.push(r.jti), () => firstListening++);
+        await until(() => firstListening === 1);
+        const before = uid('before-second');
+        await s().revoke([{ jti: before, expiresAt: T0 + 10 ** 12 }], T0);
+        await until(() => first.includes(before));
+        const second: string[] = [];
+        let secondListening = 0;
+        const stopSecond = watcher.watchRevocations!((r) => second.push(r.jti), () => secondListening++);
+        await until(() => secondListening === 1);
+        const after = uid('after-second');
+        await s().revoke([{ jti: after, expiresAt: T0 + 10 ** 12 }], T0);
+        await until(() => second.includes(after) && first.includes(after));
+        expect(second).not.toContain(before);
+        expect(firstListening).toBe(1); // the shared listener did not reconnect for the second watcher
+        stopSecond();
+        stopFirst();
       });
     }
   });
@@ -436,7 +544,85 @@ describe.each(backends)('token store contract: $name', (b) => {
   });
 });
 
+/** Writes a store as a build with only migration 1 left it, with three revocations in it. */
+async function writeVersion1Store(run: (sql: string, params?: unknown[]) => Promise<unknown>): Promise<void> {
+  const { MIGRATIONS } = await import('../../src/token-service/store/sql.js');
+  for (const stmt of MIGRATIONS[0]!.split(';').map((x) => x.trim()).filter(Boolean)) await run(stmt);
+  await run('CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)');
+  await run('INSERT INTO schema_version (version, applied_at) VALUES (1, 0)');
+  for (const [jti, revokedAt] of [['v1-b', T0 + 2], ['v1-a', T0 + 1], ['v1-c', T0 + 3]] as const) {
+    await run('INSERT INTO revocations (jti, expires_at, revoked_at) VALUES ($1, $2, $3)', [jti, T0 + 10 ** 12, revokedAt]);
+  }
+}
+
+describe.each(backends.map((x) => x.name))('a store written before the revocation log (schema version 1): %s', (name) => {
+  it('is migrated at open: its revocations get seqs, new ones come after them, nothing is lost', async () => {
+    let location: string;
+    let done: () => Promise<void>;
+    if (name === 'embedded') {
+      const dir = await mkdtemp(join(tmpdir(), 'sg-v1-'));
+      const { PGlite } = await import('@electric-sql/pglite');
+      const pg = await PGlite.create({ dataDir: join(dir, 'pgdata') });
+      await writeVersion1Store((sql, params) => pg.query(sql, params));
+      await pg.close();
+      location = dir;
+      done = () => rm(dir, { recursive: true, force: true });
+    } else {
+      const schema = await createTestSchema('v1');
+      const c = await schema.client();
+      await writeVersion1Store((sql, params) => c.query(sql, params));
+      await c.end();
+      location = schema.url;
+      done = () => schema.drop();
+    }
+    try {
+      const store = await openTokenStore(location, { control: false });
+      try {
+        const old = await store.revocationsAfter(0, T0);
+        expect(old.records.map((r) => r.jti).sort()).toEqual(['v1-a', 'v1-b', 'v1-c']);
+        expect(old.done).toBe(true);
+        await store.revoke([{ jti: 'v2-new', expiresAt: T0 + 10 ** 12 }], T0 + 4);
+        const next = await store.revocationsAfter(old.cursor, T0);
+        expect(next.records.map((r) => r.jti)).toEqual(['v2-new']);
+        expect((await store.revokedSince(0, T0)).map((r) => r.jti).sort()).toEqual(['v1-a', 'v1-b', 'v1-c', 'v2-new']);
+      } finally {
+        await store.close();
+      }
+    } finally {
+      await done();
+    }
+  }, 60_000);
+});
+
 describe('embedded store specifics', () => {
+  it('revocationsAfter works through the control socket, an omitted option bag included', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'sg-ctl-'));
+    try {
+      const holder = await openTokenStore(dir);
+      try {
+        const cli = await openTokenStore(dir, { attach: true });
+        try {
+          await cli.revoke([{ jti: 'via-socket', expiresAt: T0 + 10 ** 12 }], T0);
+          const page = await cli.revocationsAfter(0, T0);
+          expect(page).toEqual(await holder.revocationsAfter(0, T0));
+          // An explicit undefined crosses the socket as null.
+          expect(await cli.revocationsAfter(0, T0, undefined)).toEqual(page);
+          expect(page.records.map((r) => r.jti)).toEqual(['via-socket']);
+          expect((await cli.revocationsAfter(0, T0, { limit: 1, throughSeq: page.cursor })).records).toHaveLength(1);
+          const err = await cli.revocationsAfter(0, T0, { limit: 0 }).catch((e: unknown) => e);
+          expect(err).toBeInstanceOf(GatewayError);
+          expect((err as GatewayError).detail.why).toMatch(/limit/);
+        } finally {
+          await cli.close();
+        }
+      } finally {
+        await holder.close();
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+
   it('migrations are idempotent across reopen, data persists, and a closed store rejects with store_unavailable', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'sg-reopen-'));
     try {

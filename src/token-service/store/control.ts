@@ -37,7 +37,7 @@ export const CONTROL_METHODS = [
   'listKeys', 'addKey',
   'recordToken', 'getToken', 'listTokens', 'touchToken',
   'createRefresh', 'getRefresh', 'rotateRefresh', 'revokeFamily',
-  'revoke', 'revokedSince', 'purgeExpired', 'ping',
+  'revoke', 'revokedSince', 'revocationsAfter', 'purgeExpired', 'ping',
 ] as const;
 type ControlMethod = (typeof CONTROL_METHODS)[number];
 

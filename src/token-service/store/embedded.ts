@@ -112,9 +112,9 @@ export async function openEmbeddedStore(dir: string, opts: EmbeddedStoreOptions 
     const store: TokenStore = {
       kind: 'embedded',
       ...methods,
-      watchRevocations(onRevoked, _onReconnect) {
+      watchRevocations(onRevoked, _onListening) {
         // In-process: every revocation of this store goes through this process (the CLI's too, via
-        // the control socket), so there is nothing to reconnect to.
+        // the control socket), and a watcher hears every commit from this call on: nothing to re-read.
         const h = (r: RevocationRecord) => {
           try {
             onRevoked(r);

@@ -8,14 +8,16 @@
  * one is skipped — the re-sync covers it) on a channel named after the schema, so deployments in
  * two schemas of one database never see each other's. `watchRevocations` listens on a DEDICATED
  * non-pooled `pg.Client`; when that connection drops it reconnects with capped exponential backoff
- * (100 ms doubling to 5 s, jittered) and then calls `onReconnect`: NOTIFY has no replay, so the
- * consumer re-syncs with `revokedSince`. Every error surfaces as a rejected promise (GatewayError
+ * (100 ms doubling to 5 s, jittered). Each time it is LISTENing — the first time too — it calls
+ * `onListening`: NOTIFY has no replay, so the consumer re-reads the table then (what committed
+ * before the LISTEN is in the table, what commits after is pushed); a watcher added while the
+ * listener is already up is told at once. Every error surfaces as a rejected promise (GatewayError
  * `store_unavailable`) or, for the listener, as a reconnect; `error` events are always handled,
  * never an unhandled crash.
  *
  * @example
  *   const store = await openPostgresStore('postgres://scopegate@db/scopegate', { metrics, poolMax: 10 });
- *   const stop = store.watchRevocations!((r) => denylist.add(r.jti, r.expiresAt), () => void resync());
+ *   const stop = store.watchRevocations!((r) => denylist.add(r.jti, r.expiresAt), () => void fullResync());
  */
 import { createHash } from 'node:crypto';
 import pg from 'pg';
@@ -137,13 +139,14 @@ export async function openPostgresStore(url: string, opts: PostgresStoreOptions 
   // ── the listener: one dedicated connection per store, shared by its watchers ──
   interface Watcher {
     onRevoked: (r: RevocationRecord) => void;
-    onReconnect: () => void;
+    onListening: () => void;
   }
   const watchers = new Set<Watcher>();
   let listener: pg.Client | undefined;
+  /** `listener` has LISTENed and not failed since: every commit from now on reaches the watchers. */
+  let listening = false;
   let retryTimer: NodeJS.Timeout | undefined;
   let attempt = 0;
-  let everConnected = false;
   let closed = false;
 
   const safe = (f: () => void) => {
@@ -174,7 +177,10 @@ export async function openPostgresStore(url: string, opts: PostgresStoreOptions 
     const fail = (e: unknown) => {
       if (failed) return;
       failed = true;
-      if (listener === client) listener = undefined;
+      if (listener === client) {
+        listener = undefined;
+        listening = false;
+      }
       client.removeAllListeners('notification');
       client.end().catch(() => {});
       if (closed) return;
@@ -203,11 +209,11 @@ export async function openPostgresStore(url: string, opts: PostgresStoreOptions 
       await client.end().catch(() => {});
       return;
     }
-    // After a drop (or a failed first try) notifications may have been missed: the watchers re-sync.
-    const missed = everConnected || attempt > 0;
+    // Notifications committed before this LISTEN were not heard (never, or while the connection
+    // was down): every watcher re-reads the table now.
     attempt = 0;
-    if (missed) for (const w of watchers) safe(() => w.onReconnect());
-    everConnected = true;
+    listening = true;
+    for (const w of watchers) safe(() => w.onListening());
   }
 
   function stopListener(): void {
@@ -215,7 +221,7 @@ export async function openPostgresStore(url: string, opts: PostgresStoreOptions 
     retryTimer = undefined;
     const c = listener;
     listener = undefined;
-    everConnected = false;
+    listening = false;
     if (c) {
       c.removeAllListeners('end');
       c.removeAllListeners('notification');
@@ -227,11 +233,13 @@ export async function openPostgresStore(url: string, opts: PostgresStoreOptions 
   return {
     kind: 'postgres',
     ...methods,
-    watchRevocations(onRevoked, onReconnect) {
+    watchRevocations(onRevoked, onListening) {
       if (closed) return () => {};
-      const w: Watcher = { onRevoked, onReconnect };
+      const w: Watcher = { onRevoked, onListening };
       watchers.add(w);
-      void connectListener();
+      // Already LISTENing: this watcher hears every commit from now on; tell it so (asynchronously, like the first LISTEN).
+      if (listening) queueMicrotask(() => watchers.has(w) && safe(() => w.onListening()));
+      else void connectListener();
       return () => {
         watchers.delete(w);
         if (watchers.size === 0) stopListener();

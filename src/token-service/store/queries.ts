@@ -19,6 +19,7 @@ import type {
   ClientRecord,
   KeyRecord,
   RefreshRecord,
+  RevocationPage,
   RevocationRecord,
   RotateResult,
   TokenKind,
@@ -135,6 +136,14 @@ export function storeError(op: string, err: unknown, metrics?: StoreMetrics): Ga
   metrics?.storeErrors.inc({ op });
   const msg = err instanceof Error ? err.message : String(err);
   return new GatewayError('store_unavailable', { store: 'token', why: `token store: ${op} failed: ${clip(msg, 200)}` });
+}
+
+/** The most `revocationsAfter` returns in one page. */
+export const MAX_REVOCATION_PAGE = 10_000;
+
+function seqArg(n: number, what: string): number {
+  if (!Number.isSafeInteger(n) || n < 0) throw new TypeError(`${what} must be a non-negative integer (a revocation seq), got ${n}`);
+  return n;
 }
 
 function finite(n: number, what: string): number {
@@ -353,6 +362,34 @@ export function sqlStoreMethods(db: Db, hooks: SqlStoreHooks = {}): SqlStoreMeth
       );
       return rows.map(toRevocation);
     }),
+
+    revocationsAfter: op(
+      'revocationsAfter',
+      async (afterSeq: number, now: number, opts?: { limit?: number | undefined; throughSeq?: number | undefined; minRevokedAt?: number | undefined } | null): Promise<RevocationPage> => {
+        const o = opts ?? {}; // null: an omitted argument through the control socket's JSON
+        const limit = o.limit ?? 1000;
+        if (!Number.isSafeInteger(limit) || limit < 1 || limit > MAX_REVOCATION_PAGE) {
+          throw new TypeError(`revocationsAfter: limit must be an integer from 1 to ${MAX_REVOCATION_PAGE}, got ${limit}`);
+        }
+        const params: unknown[] = [seqArg(afterSeq, 'revocationsAfter: afterSeq'), finite(now, 'now'), limit];
+        const where = ['seq > $1', 'expires_at > $2'];
+        if (o.throughSeq !== undefined) {
+          params.push(seqArg(o.throughSeq, 'revocationsAfter: throughSeq'));
+          where.push(`seq <= $${params.length}`);
+        }
+        if (o.minRevokedAt !== undefined) {
+          params.push(finite(o.minRevokedAt, 'minRevokedAt'));
+          where.push(`revoked_at >= $${params.length}`);
+        }
+        // ORDER BY seq + LIMIT walks the unique seq index from afterSeq: the cost is the rows returned.
+        const { rows } = await db.query(
+          `SELECT seq, jti, expires_at, revoked_at FROM revocations WHERE ${where.join(' AND ')} ORDER BY seq LIMIT $3`,
+          params,
+        );
+        const last = rows[rows.length - 1];
+        return { records: rows.map(toRevocation), cursor: last ? num(last.seq) : afterSeq, done: rows.length < limit };
+      },
+    ),
 
     purgeExpired: op('purgeExpired', async (now: number, batch = 1000) => {
       if (!Number.isInteger(batch) || batch < 1) throw new TypeError(`purgeExpired: batch must be a positive integer, got ${batch}`);

@@ -12,7 +12,7 @@
  * prints a client's scopes in the order they were given).
  *
  * @example
- *   const applied = await migrate(db);   // [1] on a fresh store, [] afterwards
+ *   const applied = await migrate(db);   // [1, 2] on a fresh store, [] afterwards
  *   SCHEMA_VERSION;                       // the newest version this build knows
  */
 
@@ -109,6 +109,13 @@ export const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX revocations_revoked ON revocations (revoked_at);
   CREATE INDEX revocations_expires ON revocations (expires_at);
+  `,
+  // 2: a cursor for the denylist's poll (token-service/revocation.ts): each revocation gets the
+  // next number of a sequence, so a poll reads what is new since its last read (`seq > cursor`)
+  // instead of re-reading a time window. Existing rows are numbered when the column is added.
+  `
+  ALTER TABLE revocations ADD COLUMN seq BIGINT GENERATED ALWAYS AS IDENTITY;
+  CREATE UNIQUE INDEX revocations_seq ON revocations (seq);
   `,
 ];
 
