@@ -106,6 +106,12 @@ export interface Metrics {
   readonly revocations: Counter<never>;
   /** scopegate_store_errors_total; op: the token-store operation that failed. */
   readonly storeErrors: Counter<'op'>;
+  /**
+   * scopegate_denylist_entries: the token service's denylist registers `() => denylist.size` and
+   * the gauge reads it at scrape time (the sum of every registered one; 0 without a token
+   * service), so it costs nothing per request. `track` returns the unregister function.
+   */
+  readonly denylistEntries: { track(size: () => number): () => void };
   /** scopegate_inflight_requests: a plain count on the request path, read by the gauge at scrape time. */
   readonly inflight: { inc(): void; dec(): void };
   /** scopegate_build_info{version} = 1 */
@@ -267,6 +273,26 @@ export function createMetrics(opts: CreateMetricsOptions = {}): Metrics {
     labelNames: ['op'] as const,
     registers,
   });
+  const denylistSizes = new Set<() => number>();
+  new Gauge({
+    name: 'scopegate_denylist_entries',
+    help: 'Revoked tokens (jtis) held in the token service denylist of this process until their expiry.',
+    registers,
+    collect() {
+      let n = 0;
+      for (const size of denylistSizes) n += size();
+      this.set(n);
+    },
+  });
+  const denylistEntries = {
+    track(size: () => number): () => void {
+      if (typeof size !== 'function') throw new TypeError('denylistEntries.track: size must be a function');
+      // A wrapper per call, so tracking the same function twice counts twice and untracks once each.
+      const entry = () => size();
+      denylistSizes.add(entry);
+      return () => void denylistSizes.delete(entry);
+    },
+  };
   let inflightNow = 0;
   new Gauge({
     name: 'scopegate_inflight_requests',
@@ -312,6 +338,7 @@ export function createMetrics(opts: CreateMetricsOptions = {}): Metrics {
     tokenErrors,
     revocations,
     storeErrors,
+    denylistEntries,
     inflight,
     buildInfo,
     observeRequest(o) {

@@ -3,7 +3,10 @@
  * dir and two "replicas" (two stores, two denylists) on one PostgreSQL schema — push by
  * LISTEN/NOTIFY, the poll as the safety net, the listener's backend terminated and coming back
  * during a revocation, an unreachable store (not ready, last denylist kept, counted), and the
- * entries bounded by the tokens' expiry. Then the whole thing as operators run it: two real
+ * entries bounded by the tokens' expiry; a mass revocation read once (embedded: not at all by the
+ * poll) and the re-read window that closes the commit-order hole, with the full read at the next
+ * LISTEN behind it; the `scopegate_denylist_entries` gauge and the first sync's log line. Then the
+ * whole thing as operators run it: two real
  * gateway processes (`scopegate serve`, dist/) on one PostgreSQL and one on the embedded store —
  * a token used through both, revoked through one (RFC 7009, or `scopegate tokens revoke`), is
  * refused by both within a generous bound of max_lag_ms (the real distribution is measured by
@@ -52,6 +55,36 @@ async function within(cond: () => boolean, timeoutMs: number): Promise<number> {
 }
 
 const HOUR = 3_600_000;
+
+/** Reads of the revocation log a denylist made through `counting(store)`. */
+interface LogRead {
+  afterSeq: number;
+  reread: boolean;
+  rows: number;
+}
+
+/** The same store, recording each revocationsAfter and ping the denylist makes (what it costs, not what it does). */
+function counting(store: TokenStore): { store: TokenStore; reads: LogRead[]; pings: () => number } {
+  const reads: LogRead[] = [];
+  let pings = 0;
+  const wrapped: TokenStore = {
+    ...store,
+    async revocationsAfter(afterSeq, now, o) {
+      const page = await store.revocationsAfter(afterSeq, now, o);
+      reads.push({ afterSeq, reread: o?.throughSeq !== undefined, rows: page.records.length });
+      return page;
+    },
+    async ping() {
+      pings++;
+      return store.ping();
+    },
+  };
+  return { store: wrapped, reads, pings: () => pings };
+}
+
+async function gauge(metrics: Metrics): Promise<number | undefined> {
+  return (await metrics.registry.getSingleMetric('scopegate_denylist_entries')?.get())?.values[0]?.value;
+}
 
 describe('denylist on the embedded store', () => {
   let dir: TempDir;
@@ -149,7 +182,59 @@ describe('denylist on the embedded store', () => {
     expect(() => createDenylist(store, { ...base, maxLagMs: 5 })).toThrow(/maxLagMs/);
     expect(() => createDenylist(store, { ...base, maxLagMs: 1.5 })).toThrow(/maxLagMs/);
     expect(() => createDenylist(store, { ...base, maxLagMs: 1000, syncMarginMs: -1 })).toThrow(/syncMarginMs/);
+    expect(() => createDenylist(store, { ...base, maxLagMs: 1000, rereadSeqs: 10_001 })).toThrow(/rereadSeqs/);
+    expect(() => createDenylist(store, { ...base, maxLagMs: 1000, pageSize: 0 })).toThrow(/pageSize/);
+    expect(() => createDenylist(store, { ...base, maxLagMs: 1000, listenWaitMs: -1 })).toThrow(/listenWaitMs/);
     expect(() => createDenylist({} as TokenStore, { ...base, maxLagMs: 1000 })).toThrow(/TokenStore/);
+  });
+
+  it('the first full sync pages through the log, logs its count and feeds scopegate_denylist_entries until close', async () => {
+    const own = await tempDir();
+    const s = await openEmbeddedStore(`${own.path}/store`, { control: false });
+    try {
+      const now = Date.now();
+      await s.revoke(Array.from({ length: 2500 }, (_, i) => ({ jti: `pre-${i}`, expiresAt: now + HOUR })), now);
+      await s.revoke([{ jti: 'pre-expired', expiresAt: now + 1 }], now - 10);
+      const metrics = createMetrics({ processMetrics: false });
+      const { logger, lines } = quietLogger();
+      const c = counting(s);
+      const d = createDenylist(c.store, { clock: Date.now, maxLagMs: 1000, logger, metrics, pageSize: 1000 });
+      opened.push(d);
+      expect(await gauge(metrics)).toBe(0); // registered without a denylist: 0, not absent
+      await within(() => Date.now() > now + 1, 100);
+      await d.start();
+      expect(d.size).toBe(2500);
+      expect(c.reads.map((r) => r.rows)).toEqual([1000, 1000, 500]); // three pages from seq 0, the expired one skipped
+      expect(c.reads.every((r, i) => (i === 0 ? r.afterSeq === 0 : r.afterSeq > 0))).toBe(true);
+      const synced = lines.map((l) => JSON.parse(l) as { msg: string; event?: string; entries?: number }).filter((l) => l.event === 'denylist_synced');
+      expect(synced).toHaveLength(1);
+      expect(synced[0]!.msg).toBe('denylist: synced 2500 live revocations');
+      expect(await gauge(metrics)).toBe(2500);
+      d.add('local', Date.now() + HOUR);
+      expect(await gauge(metrics)).toBe(2501);
+      await d.close();
+      expect(await gauge(metrics)).toBe(0);
+    } finally {
+      await s.close();
+      await own.cleanup();
+    }
+  });
+
+  it('a mass revocation is pushed whole, and the polls after it read no rows (the push is complete here)', async () => {
+    const c = counting(store);
+    const d = createDenylist(c.store, { clock: Date.now, maxLagMs: 40, logger: quietLogger().logger, metrics: createMetrics({ processMetrics: false }) });
+    opened.push(d);
+    await d.start();
+    const startReads = c.reads.length;
+    const now = Date.now();
+    const burst = Array.from({ length: 20_000 }, (_, i) => ({ jti: `mass-${i}`, expiresAt: now + HOUR }));
+    await store.revoke(burst, now); // one call, one transaction, as deleting a big client does
+    expect(d.has('mass-0') && d.has('mass-19999')).toBe(true); // pushed by the time revoke resolved
+    const pings = c.pings();
+    await within(() => c.pings() >= pings + 5, 5000); // five polls (20 ms each) after the burst
+    expect(c.reads.slice(startReads)).toEqual([]); // they read nothing: ping only
+    expect(d.ready()).toBe(true);
+    expect(burst.every((e) => d.has(e.jti))).toBe(true);
   });
 });
 
@@ -225,6 +310,80 @@ describePostgres('denylist on two replicas sharing PostgreSQL', () => {
     const revoked = await a.revokeFamily('fam-x', Date.now());
     expect(revoked.map((r) => r.jti).sort()).toEqual(['fam-at-1', 'fam-at-2']);
     await within(() => onB.has('fam-at-1') && onB.has('fam-at-2'), 2500);
+  });
+
+  it('starts with one full read: it waits for its first LISTEN instead of reading twice', async () => {
+    await a.revoke([{ jti: `pg-one-read-${Date.now()}`, expiresAt: Date.now() + HOUR }], Date.now()); // a non-empty log: polls read after seq > 0
+    const c = counting(b);
+    const d = createDenylist(c.store, { clock: Date.now, maxLagMs: 100, logger: quietLogger().logger, metrics: createMetrics({ processMetrics: false }) });
+    opened.push(d);
+    await d.start();
+    await within(() => c.reads.filter((r) => !r.reread).length >= 8, 5000); // some polls later
+    expect(c.reads.filter((r) => !r.reread && r.afterSeq === 0)).toHaveLength(1); // the re-read window may start at 0, a full read only at start
+  });
+
+  it('after a burst, each new row is read once and each re-read is bounded by rereadSeqs, however big the burst', async () => {
+    const c = counting(b);
+    const d = createDenylist(c.store, { clock: Date.now, maxLagMs: 40, logger: quietLogger().logger, metrics: createMetrics({ processMetrics: false }), rereadSeqs: 100 });
+    opened.push(d);
+    await d.start();
+    const from = c.reads.length;
+    const now = Date.now();
+    const n = 5000;
+    await a.revoke(Array.from({ length: n }, (_, i) => ({ jti: `pg-mass-${i}-${now}`, expiresAt: now + HOUR })), now);
+    await within(() => d.has(`pg-mass-0-${now}`) && d.has(`pg-mass-${n - 1}-${now}`), 5000);
+    const polls = () => c.reads.slice(from).filter((r) => r.reread).length;
+    const at = polls();
+    await within(() => polls() >= at + 10, 5000); // ten polls after the burst arrived
+    const after = c.reads.slice(from);
+    const newRows = after.filter((r) => !r.reread).reduce((sum, r) => sum + r.rows, 0);
+    expect(newRows).toBeGreaterThanOrEqual(n); // read (once) by the poll too, pushed or not
+    expect(newRows).toBeLessThan(n + 100); // …but not again: the old 60 s window read all n every poll
+    const rereads = after.filter((r) => r.reread);
+    expect(Math.max(...rereads.map((r) => r.rows))).toBeLessThanOrEqual(100);
+    expect(rereads.at(-1)!.rows).toBe(100); // the window is real: the last 100 seqs, all revoked within the margin
+  });
+
+  it('the commit-order hole: a revocation that took a lower seq and commits after a higher one was read is found by the re-read; without it, only by the full read at the next LISTEN', async () => {
+    const maxLag = 100;
+    const withWindow = make(b, maxLag);
+    const noWindow = createDenylist(b, { clock: Date.now, maxLagMs: maxLag, logger: quietLogger().logger, metrics: createMetrics({ processMetrics: false }), rereadSeqs: 0 });
+    opened.push(noWindow);
+    await withWindow.start();
+    await noWindow.start();
+    const late = `pg-late-${Date.now()}`;
+    const early = `pg-early-${Date.now()}`;
+    // A transaction takes its seq and stays open; it sends no NOTIFY, as if its push were lost.
+    const slow = await schema.client();
+    try {
+      await slow.query('BEGIN');
+      await slow.query('INSERT INTO revocations (jti, expires_at, revoked_at) VALUES ($1, $2, $3)', [late, Date.now() + HOUR, Date.now()]);
+      // A later revocation takes a higher seq, commits first and is read by both (pushed and polled).
+      await a.revoke([{ jti: early, expiresAt: Date.now() + HOUR }], Date.now());
+      await within(() => withWindow.has(early) && noWindow.has(early), 5 * maxLag);
+      await new Promise((r) => setTimeout(r, 3 * maxLag)); // polls pass the cursor beyond the open seq
+      await slow.query('COMMIT');
+    } finally {
+      await slow.end();
+    }
+    const t0 = performance.now();
+    await within(() => withWindow.has(late), 5 * maxLag);
+    expect(performance.now() - t0).toBeLessThan(5 * maxLag);
+    // Without the window the poll never sees it (seq > cursor only) …
+    await new Promise((r) => setTimeout(r, 5 * maxLag));
+    expect(noWindow.has(late)).toBe(false);
+    // … and the full read that follows a LISTEN does: cut the listener, it comes back, the table is read.
+    const admin = await schema.client();
+    try {
+      const killed = await admin.query(
+        `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'scopegate-revocations' AND query LIKE 'LISTEN %' AND query LIKE $1`,
+        [`%${schema.name}%`],
+      );
+      expect(killed.rowCount).toBeGreaterThan(0);
+    } finally {
+      await admin.end();
+    }
+    await within(() => noWindow.has(late), 10_000);
   });
 
   it('a replica whose database is unreachable keeps its denylist and is not ready', async () => {
@@ -348,5 +507,16 @@ describe('revocation on a gateway process with the embedded store', () => {
     expect(await verdict(gw.url, token)).toBe('');
     await revokeAt(gw.url, client, token);
     expect(await verdict(gw.url, token)).toBe('token_revoked');
+  });
+
+  it('says how many entries it holds: the start-up log line and scopegate_denylist_entries on /metrics', async () => {
+    const line = JSON.parse(await gw.waitForLine(/denylist: synced/)) as { msg: string; entries: number };
+    expect(line.msg).toBe('denylist: synced 0 live revocations'); // a new store
+    const res = await fetch(`${gw.adminUrl!}/metrics`);
+    expect(res.status).toBe(200);
+    const text = await res.text();
+    expect(text).toContain('# TYPE scopegate_denylist_entries gauge');
+    // The two tokens revoked above (CLI and RFC 7009), still alive.
+    expect(Number(/^scopegate_denylist_entries (\d+)$/m.exec(text)?.[1])).toBe(2);
   });
 });
