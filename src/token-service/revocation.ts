@@ -46,11 +46,11 @@
  * Measured with scripts/denylist-burst.mjs (100 000 jtis revoked with store.revoke in batches of
  * 10 000, a poll every 500 ms, then 10 s watched; 2 shared cores; event-loop delay from
  * perf_hooks.monitorEventLoopDelay at 5 ms resolution):
- *   - embedded, old 60 s window: every poll re-read the 100 000 rows, 0.75–1.07 s each on this
- *     thread; reads filled 10.2 s of the 10 s; delay p50 870 ms, max 1.0–1.09 s.
- *     Now: the polls read 0 rows (20 pings, ~20 ms in all); delay p99 6.0–6.5 ms, max 9.6–11.5 ms,
- *     as idle. (The revoking calls themselves still hold the thread ~250 ms per 10 000 rows.)
- *   - PostgreSQL, old: 2 000 000 rows in 10 s, 3.7–4.8 s of parsing, stalls up to 100–174 ms.
+ *   - embedded, old 60 s window: every poll re-read the 100 000 rows, 0.75–1.2 s each on this
+ *     thread; reads filled 10.1–10.2 s of the 10 s; delay p50 860–880 ms, max 1.0–1.2 s.
+ *     Now: the polls read 0 rows (20 pings, ~20 ms in all); delay p99 6–8 ms, max 8–20 ms, as
+ *     idle. (The revoking calls themselves still hold the thread ~250 ms per 10 000 rows.)
+ *   - PostgreSQL, old: 2 000 000 rows in 10 s, 3.7–4.8 s of parsing, stalls up to 102–174 ms.
  *     Now: the 100 000 read once, then at most 1000 rows a poll for the margin's minute (20 000 in
  *     10 s), 160–210 ms of reads in all; stalls ≤ 9–31 ms.
  *
