@@ -245,10 +245,8 @@ class Gate {
 
 /** An exchange's `timeout_ms` as one upstream's Deadlines see it. */
 interface Timed {
-  /** performance.now() past which the exchange has had its `timeout_ms`. */
-  deadline: number;
-  /** Set once the clock no longer matters (headers arrived, or the exchange ended). */
-  timedOut: boolean | null;
+  /** Its place in the Deadlines (set by `add`; -1 when not in them). */
+  slot: number;
   expire(): void;
 }
 
@@ -256,21 +254,58 @@ interface Timed {
  * `timeout_ms` for the exchanges of one upstream whose clock never pauses (those without a
  * request body, nearly all of them): one timer for all, not one per request. Every entry has
  * the same `timeout_ms` and `performance.now()` only grows, so deadlines come in the order the
- * entries were added: the timer waits for the oldest live one, and when it fires skips the
- * entries that are done (a flag, set when headers arrive) and expires the ones past due. Under
- * load it fires about once per `timeout_ms`, whatever the request rate.
+ * entries were added: the timer waits for the oldest live one, and when it fires expires the
+ * ones past due. Under load it fires about once per `timeout_ms`, whatever the request rate.
+ *
+ * An exchange that no longer needs its clock (headers arrived, or it ended) is `release`d: its
+ * slot is cleared at once, so the Deadlines never keep a finished exchange — and its request and
+ * response — alive; the cleared slots at the front are dropped on the next `add`, so the arrays
+ * hold about as many entries as there are exchanges waiting for headers.
  */
 class Deadlines {
-  private items: Timed[] = [];
+  private owners: Array<Timed | null> = [];
+  private times: number[] = [];
+  /** Position of the oldest slot that may still be live. */
   private head = 0;
+  /** Slot number of position 0 (slots dropped from the front so far). */
+  private base = 0;
   private timer: NodeJS.Timeout | undefined;
 
   constructor(private readonly ms: number) {}
 
   add(t: Timed): void {
-    t.deadline = performance.now() + this.ms;
-    this.items.push(t);
+    this.advance();
+    t.slot = this.base + this.owners.length;
+    this.owners.push(t);
+    this.times.push(performance.now() + this.ms);
     if (this.timer === undefined) this.arm(this.ms);
+  }
+
+  /** `t` no longer needs its clock. */
+  release(t: Timed): void {
+    const i = t.slot - this.base;
+    if (i >= 0 && i < this.owners.length && this.owners[i] === t) this.owners[i] = null;
+    t.slot = -1;
+  }
+
+  /** Moves `head` past cleared slots, dropping them from the arrays once they are half of them. */
+  private advance(): void {
+    const owners = this.owners;
+    let h = this.head;
+    while (h < owners.length && owners[h] === null) h++;
+    if (h === owners.length) {
+      this.base += h;
+      this.owners = [];
+      this.times = [];
+      this.head = 0;
+    } else if (h > 1024 && h * 2 > owners.length) {
+      this.base += h;
+      this.owners = owners.slice(h);
+      this.times = this.times.slice(h);
+      this.head = 0;
+    } else {
+      this.head = h;
+    }
   }
 
   private arm(ms: number): void {
@@ -281,26 +316,16 @@ class Deadlines {
   private readonly check = (): void => {
     this.timer = undefined;
     const now = performance.now();
-    const items = this.items;
-    let i = this.head;
-    for (; i < items.length; i++) {
-      const t = items[i]!;
-      if (t.timedOut !== false) continue; // done, or already expired
-      if (t.deadline > now) break;
-      t.timedOut = true;
+    for (let i = this.head; i < this.owners.length; i++) {
+      const t = this.owners[i];
+      if (t === null || t === undefined) continue;
+      if (this.times[i]! > now) break;
+      this.owners[i] = null;
+      t.slot = -1;
       t.expire();
     }
-    // Compact what was consumed, so the array holds only the entries of the last timeout_ms.
-    if (i >= items.length) {
-      this.items = [];
-      this.head = 0;
-    } else if (i > 1024 && i * 2 > items.length) {
-      this.items = items.slice(i);
-      this.head = 0;
-    } else {
-      this.head = i;
-    }
-    if (this.head < this.items.length) this.arm(this.items[this.head]!.deadline - now);
+    this.advance();
+    if (this.head < this.owners.length) this.arm(this.times[this.head]! - now);
   };
 }
 
@@ -483,9 +508,8 @@ class Exchange implements Dispatcher.DispatchHandler, Waiter, Timed {
   private readonly countdown: Countdown | null;
   private readonly body: BodyWatch | null;
   private drainListener: (() => void) | null = null;
-  // Timed, for the upstream's Deadlines: null until added, false while running, true once expired.
-  deadline = 0;
-  timedOut: boolean | null = null;
+  /** Timed: the slot in the upstream's Deadlines while its clock runs there, else -1. */
+  slot = -1;
 
   constructor(
     private readonly req: IncomingMessage,
@@ -520,10 +544,7 @@ class Exchange implements Dispatcher.DispatchHandler, Waiter, Timed {
   begin(): void {
     this.res.once('close', this.onClientClose);
     if (this.countdown) this.countdown.run();
-    else {
-      this.timedOut = false;
-      this.entry.deadlines.add(this);
-    }
+    else this.entry.deadlines.add(this);
     this.entry.gate.enter(this);
   }
 
@@ -554,7 +575,7 @@ class Exchange implements Dispatcher.DispatchHandler, Waiter, Timed {
 
   private stopClock(): void {
     if (this.countdown) this.countdown.stop();
-    else if (this.timedOut === false) this.timedOut = null; // Deadlines skips it from now on
+    else if (this.slot >= 0) this.entry.deadlines.release(this); // and the Deadlines let go of it
   }
 
   private fail(err: GatewayError): void {
