@@ -12,7 +12,7 @@
  */
 import { clip } from '../clip.js';
 import type { ErrorCode } from '../errors.js';
-import { accessFields, accessLogger, redactUrl, type Logger } from '../observability/logger.js';
+import { accessLogger, logField, redactUrl, type Logger } from '../observability/logger.js';
 import type { Decision as DecisionLabel, Metrics } from '../observability/metrics.js';
 import type { Clock, CompiledRoute, Principal } from '../types.js';
 
@@ -51,6 +51,11 @@ export function requestIdOf(given: string | string[] | undefined): string {
 }
 
 
+/** A request- or token-derived access-line field: redacted and clipped. */
+function untrusted(v: string | undefined): string | undefined {
+  return v === undefined ? undefined : logField(v);
+}
+
 export function createAccessLog(deps: { logger: Logger; metrics: Metrics; clock: Clock; tokenParam: string }): AccessLog {
   const { metrics, clock } = deps;
   const access = accessLogger(deps.logger);
@@ -79,25 +84,27 @@ export function createAccessLog(deps: { logger: Logger; metrics: Metrics; clock:
       metrics.observeRequest({ route: routeId, method: rec.method, status, decision: rec.decision, seconds: elapsedMs / 1000, reason: rec.reason });
       if (!access.isLevelEnabled('info')) return;
       const p = rec.principal;
-      // accessFields redacts anything token-shaped, then clips every string to 256 bytes.
+      // Every field taken from the request or the token is redacted (anything token-shaped,
+      // percent-decoded too) and clipped to 256 bytes; the path by redactUrl, which keeps the rest
+      // of it readable. route, decision and reason are the gateway's own words: not scanned.
       access.info(
-        accessFields({
-          request_id: rec.requestId,
-          method: clip(rec.method, 32),
-          path: rec.url === undefined ? undefined : redactUrl(rec.url, redactParams),
+        {
+          request_id: untrusted(rec.requestId),
+          method: untrusted(clip(rec.method, 32)),
+          path: rec.url === undefined ? undefined : clip(redactUrl(rec.url, redactParams)),
           route: routeId,
           status,
           decision: rec.decision,
           reason: rec.reason,
-          why: rec.why,
+          why: untrusted(rec.why),
           duration_ms: Math.round(elapsedMs * 1000) / 1000,
           upstream_ms: rec.upstreamMs,
-          token_id: p?.tokenId,
-          subject: p?.subject,
-          client_type: p?.clientType,
-          limit_key: rec.limitKey,
-          client_ip: rec.clientIp,
-        }),
+          token_id: untrusted(p?.tokenId),
+          subject: untrusted(p?.subject),
+          client_type: untrusted(p?.clientType),
+          limit_key: untrusted(rec.limitKey),
+          client_ip: untrusted(rec.clientIp),
+        },
         'request',
       );
     },

@@ -355,11 +355,16 @@ export function accessFields<T extends Record<string, unknown>>(fields: T): T {
   const out: Record<string, unknown> = {};
   for (const key of Object.keys(fields)) {
     const v = fields[key];
-    if (typeof v === 'string') out[key] = clip(redactText(v));
-    else if (Array.isArray(v)) out[key] = v.map((x: unknown) => (typeof x === 'string' ? clip(redactText(x)) : x));
+    if (typeof v === 'string') out[key] = logField(v);
+    else if (Array.isArray(v)) out[key] = v.map((x: unknown) => (typeof x === 'string' ? logField(x) : x));
     else out[key] = v;
   }
   return out as T;
+}
+
+/** One request- or token-derived string as a log line may carry it: redacted, then clipped (accessFields' rule). */
+export function logField(v: string): string {
+  return clip(redactText(v));
 }
 
 /**
