@@ -16,6 +16,7 @@
  */
 import { expect } from 'vitest';
 import type { Upstream } from '../helpers/upstream.js';
+import { STORE_ISSUER } from './harness.js';
 
 /** revocation.max_lag_ms of processConfig's gateways. */
 export const MAX_LAG_MS = 500;
@@ -39,10 +40,7 @@ upstreams:
   default: { url: "${o.upstream}", timeout_ms: 2000, connect_timeout_ms: 500 }
 tokens:
   issuers:
-    - name: svc
-      issuer: https://auth.scopegate.test
-      audience: api
-      algorithms: [ES256]
+${STORE_ISSUER}
 token_service:
   issuer: svc
   store: "${o.store}"
