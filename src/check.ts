@@ -57,10 +57,10 @@ import { compileRoute, compileRoutes } from './routing/compile-routes.js';
 import { matchRoute } from './routing/match-route.js';
 import { servicePaths } from './token-service/service.js';
 import { ConfigError } from './errors.js';
+import { loadTlsFiles } from './gateway/tls.js';
+import type { CompiledRoute } from './types.js';
 
 const FILE_OR_SECRET = ['secrets', 'public_key_file', 'jwks_file', 'private_key_file'] as const;
-import type { CompiledRoute } from './types.js';
-import { loadTlsFiles } from './gateway/tls.js';
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -142,25 +142,23 @@ export async function runCheck(file: string, env: Env = process.env): Promise<Ch
   // not at start-up). A remote JWKS is serve's to reach (readiness); the token service's issuer
   // without a key source uses its store's keys.
   const keyErrors: CheckIssue[] = [];
-  for (const [i, issuer] of config.tokens.issuers.entries()) {
-    if (issuer.jwks_url || !FILE_OR_SECRET.some((k) => issuer[k] !== undefined)) continue;
+  /** Runs a loader serve runs; its ConfigError's issues become check errors at their YAML lines. */
+  const loadAsServe = async (loader: () => Promise<unknown>): Promise<void> => {
     try {
-      await loadIssuerKeys(issuer, i, { baseDir: dirname(abs) });
+      await loader();
     } catch (e) {
       if (!(e instanceof ConfigError)) throw e;
       for (const x of e.issues) keyErrors.push({ path: x.path, line: line(x.path), message: x.message });
     }
+  };
+  for (const [i, issuer] of config.tokens.issuers.entries()) {
+    if (issuer.jwks_url || !FILE_OR_SECRET.some((k) => issuer[k] !== undefined)) continue;
+    await loadAsServe(() => loadIssuerKeys(issuer, i, { baseDir: dirname(abs) }));
   }
   // listen.tls: the certificate and key serve would load, checked the same way (they parse, the
   // key is the certificate's, the TLS stack accepts the pair).
-  if (config.listen.tls) {
-    try {
-      await loadTlsFiles(config.listen.tls, dirname(abs));
-    } catch (e) {
-      if (!(e instanceof ConfigError)) throw e;
-      for (const x of e.issues) keyErrors.push({ path: x.path, line: line(x.path), message: x.message });
-    }
-  }
+  const tls = config.listen.tls;
+  if (tls) await loadAsServe(() => loadTlsFiles(tls, dirname(abs)));
   const routes = config.routes.map((r, i) => describeRoute(compileRoute(r, i), config, line(`routes[${i}]`)));
   return report(abs, keyErrors, findings, routes);
 }
