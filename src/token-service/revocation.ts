@@ -73,7 +73,7 @@ import { clip } from '../clip.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { Clock } from '../types.js';
-import type { RevocationRecord, TokenStore } from './store.js';
+import { MAX_REVOCATION_PAGE, type RevocationRecord, type TokenStore } from './store.js';
 
 export interface DenylistOptions {
   clock: Clock;
@@ -110,8 +110,6 @@ export interface Denylist {
   close(): Promise<void>;
 }
 
-/** The largest page `store.revocationsAfter` serves (store/queries.ts). */
-const MAX_PAGE = 10_000;
 
 function intOption(name: string, v: number | undefined, def: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
   const n = v ?? def;
@@ -131,8 +129,8 @@ export function createDenylist(store: TokenStore, opts: DenylistOptions): Denyli
   if (typeof opts.clock !== 'function') throw new TypeError('createDenylist: clock must be a function');
   const maxLagMs = intOption('maxLagMs', opts.maxLagMs, 1000, 10);
   const marginMs = intOption('syncMarginMs', opts.syncMarginMs, 60_000, 0);
-  const rereadSeqs = intOption('rereadSeqs', opts.rereadSeqs, 1000, 0, MAX_PAGE);
-  const pageSize = intOption('pageSize', opts.pageSize, 1000, 1, MAX_PAGE);
+  const rereadSeqs = intOption('rereadSeqs', opts.rereadSeqs, 1000, 0, MAX_REVOCATION_PAGE);
+  const pageSize = intOption('pageSize', opts.pageSize, 1000, 1, MAX_REVOCATION_PAGE);
   const listenWaitMs = intOption('listenWaitMs', opts.listenWaitMs, 2000, 0);
   const purgeEveryMs = intOption('purgeEveryMs', opts.purgeEveryMs, 30_000, 1);
   const pollEveryMs = Math.max(5, Math.floor(maxLagMs / 2));

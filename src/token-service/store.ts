@@ -111,6 +111,9 @@ export interface RevocationRecord {
   revokedAt: number;
 }
 
+/** The most `revocationsAfter` returns in one page (its `limit`'s upper bound, on every backend). */
+export const MAX_REVOCATION_PAGE = 10_000;
+
 /** One page of the revocation log (`revocationsAfter`), in `seq` order. */
 export interface RevocationPage {
   /** The live entries (`expiresAt > now`) found, oldest `seq` first. */

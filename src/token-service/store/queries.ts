@@ -27,6 +27,7 @@ import type {
   TokenStore,
   UserRecord,
 } from '../store.js';
+import { MAX_REVOCATION_PAGE } from '../store.js';
 import type { Db, Queryable } from './sql.js';
 
 /** The slice of Metrics a store uses. */
@@ -138,8 +139,6 @@ export function storeError(op: string, err: unknown, metrics?: StoreMetrics): Ga
   return new GatewayError('store_unavailable', { store: 'token', why: `token store: ${op} failed: ${clip(msg, 200)}` });
 }
 
-/** The most `revocationsAfter` returns in one page. */
-export const MAX_REVOCATION_PAGE = 10_000;
 
 function seqArg(n: number, what: string): number {
   if (!Number.isSafeInteger(n) || n < 0) throw new TypeError(`${what} must be a non-negative integer (a revocation seq), got ${n}`);
