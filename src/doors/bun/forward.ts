@@ -16,7 +16,7 @@
  */
 import type { UpstreamConfig } from '../../config/schema.js';
 import { GatewayError, type ErrorCode, type RenderedError } from '../../errors.js';
-import { responseHeaderList } from '../../proxy/upstream-headers.js';
+import { withoutHopByHopHeaders } from '../../proxy/upstream-headers.js';
 import { systemClock, type Clock } from '../../types.js';
 
 export interface BunForwardOptions {
@@ -78,17 +78,6 @@ function headerInit(h: Record<string, string | string[]>): Record<string, string
     if (Array.isArray(v)) for (const x of v) out.push([name, x]);
     else out.push([name, v]);
   }
-  return out;
-}
-
-/** A fetch Response's headers as a record; Set-Cookie kept as separate values. */
-function headerRecord(h: Headers): Record<string, string | string[]> {
-  const out: Record<string, string | string[]> = {};
-  h.forEach((value, name) => {
-    if (name !== 'set-cookie') out[name] = value;
-  });
-  const cookies = h.getSetCookie();
-  if (cookies.length) out['set-cookie'] = cookies;
   return out;
 }
 
@@ -158,14 +147,7 @@ export function createBunForwarder(upstreams: Record<string, UpstreamConfig>, de
       }
       clearTimeout(timer);
       const upstreamMs = clock() - start;
-      const list = responseHeaderList(headerRecord(res.headers), opts.responseHeaders);
-      const headers = new Headers();
-      for (let i = 0; i < list.length; i += 2) {
-        const name = list[i] as string;
-        const v = list[i + 1]!;
-        if (Array.isArray(v)) for (const x of v) headers.append(name, x);
-        else headers.append(name, v);
-      }
+      const headers = withoutHopByHopHeaders(new Headers(res.headers), opts.responseHeaders);
       let body = method === 'HEAD' || res.status === 204 || res.status === 304 ? null : res.body;
       // Bun.serve labels a fetched body without a type application/octet-stream; the Node door
       // (and the upstream) send none. A plain stream in between keeps it unlabelled (rare: most
