@@ -116,6 +116,11 @@ export interface DeciderDeps {
    * verification, a cache hit included, so it must be a synchronous in-memory lookup.
    */
   isRevoked?: ((tokenId: string) => boolean) | undefined;
+  /**
+   * The denylist's version (Denylist.version): while it is unchanged, a principal already found
+   * not revoked at it is not looked up again. Without it every decision asks `isRevoked`.
+   */
+  revocationVersion?: (() => number) | undefined;
 }
 
 export interface Decider {
@@ -126,12 +131,15 @@ export interface Decider {
 }
 
 const FALLBACK_ROUTE_ID = 'fallback';
+/** On a verified principal (the token cache hands out the same object): the revocation version it was last found not revoked at. */
+const NOT_REVOKED_AT = Symbol('scopegate.notRevokedAt');
+type Stamped = Principal & { [NOT_REVOKED_AT]?: number };
 const NO_PARAMS: Record<string, string> = Object.freeze({}) as Record<string, string>;
 const NO_HEADERS: Record<string, string> = Object.freeze({}) as Record<string, string>;
 
 export function createDecider(loaded: LoadedConfig, deps: DeciderDeps): Decider {
   const { config, routes } = loaded;
-  const { verifier, limiter, observer, isRevoked } = deps;
+  const { verifier, limiter, observer, isRevoked, revocationVersion } = deps;
   const renderOpts: RenderOptions = { realm: config.realm, docsUrl: config.docs_url };
   const extractOpts: ExtractOptions = {
     sources: config.tokens.sources,
@@ -152,6 +160,15 @@ export function createDecider(loaded: LoadedConfig, deps: DeciderDeps): Decider 
     limitKey: limit?.key,
     responseHeaders: limit?.headers ?? NO_HEADERS,
   });
+
+  /** isRevoked, skipped for a principal found not revoked at the denylist's current version. */
+  function revoked(p: Stamped, tokenId: string): boolean {
+    const v = revocationVersion?.();
+    if (v !== undefined && p[NOT_REVOKED_AT] === v) return false;
+    if (isRevoked!(tokenId)) return true;
+    if (v !== undefined) p[NOT_REVOKED_AT] = v;
+    return false;
+  }
 
   function decide(facts: RequestFacts, trace?: Tracer): Decision | Promise<Decision> {
     // ── 1: the request target and Host ──
@@ -210,7 +227,7 @@ export function createDecider(loaded: LoadedConfig, deps: DeciderDeps): Decider 
     });
 
     function afterVerify(principal: Principal): Decision | Promise<Decision> {
-      if (isRevoked !== undefined && principal.tokenId !== undefined && isRevoked(principal.tokenId)) {
+      if (isRevoked !== undefined && principal.tokenId !== undefined && revoked(principal as Stamped, principal.tokenId)) {
         const error = new GatewayError('token_revoked', { tokenPresented: true, why: 'the token was revoked (token service denylist)' });
         trace?.({ step: 'verify', ok: false, error });
         return deny(error, route);

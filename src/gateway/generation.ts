@@ -97,6 +97,8 @@ export async function buildCoreGeneration(loaded: LoadedConfig, previous: CoreGe
     verifier,
     limiter,
     isRevoked: cfg.token_service ? (jti: string) => tokenService?.denylist.has(jti) ?? false : undefined,
+    // -1 (never a version) until the service exists: nothing is stamped before its denylist is.
+    revocationVersion: cfg.token_service ? () => tokenService?.denylist.version() ?? -1 : undefined,
     observer: {
       storeError: (err, refused) => {
         metrics.rateLimitStoreErrors.inc({ store: store.kind });

@@ -107,8 +107,18 @@ export interface Denylist {
   ready(): boolean;
   /** Entries held. */
   readonly size: number;
+  /**
+   * Changes whenever an entry is added, and differs between any two denylists (a process-wide
+   * counter): a caller that found a token not revoked at version v may skip the lookup while
+   * version() is still v (the decision does, for cached tokens: a 100 000-entry Map miss per
+   * request was 1 % of the Node door's CPU in the rig's profile, this is a property read).
+   */
+  version(): number;
   close(): Promise<void>;
 }
+
+/** Shared by every denylist in the process, so that no two denylist states have the same version. */
+let versions = 0;
 
 
 function intOption(name: string, v: number | undefined, def: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
@@ -140,6 +150,7 @@ export function createDenylist(store: TokenStore, opts: DenylistOptions): Denyli
 
   /** jti → expiresAt (epoch ms). */
   const entries = new Map<string, number>();
+  let version = ++versions;
   /** The highest seq read from the store's log. */
   let cursor = 0;
   /** Local time at which the last successful sync started; the re-read's time bound. */
@@ -166,7 +177,10 @@ export function createDenylist(store: TokenStore, opts: DenylistOptions): Denyli
   function put(jti: string, expiresAt: number, now: number): void {
     if (typeof jti !== 'string' || jti === '' || !Number.isFinite(expiresAt) || expiresAt <= now) return;
     const cur = entries.get(jti);
-    if (cur === undefined || cur < expiresAt) entries.set(jti, expiresAt);
+    if (cur === undefined || cur < expiresAt) {
+      entries.set(jti, expiresAt);
+      version = ++versions;
+    }
   }
 
   function putAll(recs: readonly RevocationRecord[], now: number): void {
@@ -289,6 +303,7 @@ export function createDenylist(store: TokenStore, opts: DenylistOptions): Denyli
     has(jti) {
       return entries.has(jti);
     },
+    version: () => version,
     add(jti, expiresAt) {
       put(jti, expiresAt, clock());
     },

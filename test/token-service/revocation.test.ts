@@ -127,6 +127,26 @@ describe('denylist on the embedded store', () => {
     expect(d.has('local-now')).toBe(true);
   });
 
+  it('changes its version on every new entry only, and never shares one with another denylist', async () => {
+    const d = make();
+    const other = make();
+    await d.start();
+    const v0 = d.version();
+    expect(other.version()).not.toBe(v0);
+    d.add('versioned', Date.now() + HOUR);
+    const v1 = d.version();
+    expect(v1).not.toBe(v0);
+    d.add('versioned', Date.now() + HOUR / 2); // an earlier expiry changes nothing
+    expect(d.version()).toBe(v1);
+    expect(d.has('never-added')).toBe(false);
+    expect(d.version()).toBe(v1); // lookups never move it
+    d.add('versioned', Date.now() + 2 * HOUR); // a later one is kept: a new version
+    expect(d.version()).not.toBe(v1);
+    // The gateway's stamp (src/core/decide.ts) is only ever compared for equality with these.
+    const seen = new Set([v0, v1, d.version(), other.version()]);
+    expect(seen.size).toBe(4);
+  });
+
   it('sees a revocation made through the store (pushed in-process) without waiting for a poll', async () => {
     const d = make({ maxLagMs: 60_000 }); // poll every 30 s: only the push can be this quick
     await d.start();
