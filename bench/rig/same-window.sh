@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Two gateway configurations measured in the SAME window: both on the proxy core at once, each
+# loaded by its own wrk (half the rig's connections each) on the load core, so hypervisor steal,
+# frequency changes and other tenants hit both alike. On this VM two rig runs of one build differ
+# by up to ±25 %; this A/B's own noise (A against A) is ±3 %.
+#
+# Each side is `bench/rig/token-service-denylist.sh` with its own environment (TOKEN_SERVICE,
+# DENYLIST_ENTRIES, TOKEN_ID_CLAIM, NODE_OPTIONS, …): side A on $PORT_A, side B on $PORT_B with
+# the rig config's admin port moved (two processes cannot share it). The CPU core splits evenly
+# between the two (the script prints each side's CPU ticks to show it), so B/A of req/s is the
+# ratio of their cost per request. Run both placements (A,B then B,A): the side started second is
+# often ~2 % slower by itself; the geometric mean of the two placements cancels that.
+#
+#   cd /tmp/rig   # a copy of the shared rig with fixtures (bench/rig/README.md)
+#   bash /path/to/scopegate/bench/rig/same-window.sh rs256 15 TOKEN_SERVICE=0 TOKEN_SERVICE=1
+#   bash /path/to/scopegate/bench/rig/same-window.sh rs256 15 TOKEN_SERVICE=1 TOKEN_SERVICE=0
+#
+# Args: ALG (hs256|rs256), seconds, side A's env (space-separated K=V, quoted), side B's env.
+# Env: PORT_A (18087), PORT_B (18088), LOAD_CPU (0), PROXY_CPU (1), CONNS (25 per side),
+# SCOPEGATE_DIST (the build to run). Needs the rig's upstream on 127.0.0.1:18080 (started here
+# with the rig's nginx template when nothing listens there) and wrk. Prints one line:
+#   <alg> A[<env>]=<req/s> B[<env>]=<req/s> B/A=<ratio> non2xx=<a>/<b> ticks=<a>/<b>
+set -uo pipefail
+[ $# -eq 4 ] || { echo "usage: same-window.sh ALG SECONDS 'A_ENV' 'B_ENV'" >&2; exit 2; }
+ALG=$1 DUR=$2 ENV_A=$3 ENV_B=$4
+[[ $ALG =~ ^(hs256|rs256)$ ]] || { echo "same-window: ALG must be hs256 or rs256, got '$ALG'" >&2; exit 2; }
+[[ $DUR =~ ^[1-9][0-9]*$ ]] || { echo "same-window: SECONDS must be a positive integer, got '$DUR'" >&2; exit 2; }
+[ -f "fixtures/tokens-$ALG.txt" ] && [ -f lua/tokens.lua ] || { echo "same-window: run it in the rig's bench/ directory (fixtures/, lua/ missing)" >&2; exit 2; }
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+PORT_A=${PORT_A:-18087} PORT_B=${PORT_B:-18088} LOAD_CPU=${LOAD_CPU:-0} PROXY_CPU=${PROXY_CPU:-1} CONNS=${CONNS:-25}
+TMP="$(mktemp -d)"
+pids=()
+upstream_pid=
+cleanup() {
+  for p in "${pids[@]}"; do kill -TERM -- "-$p" 2>/dev/null; done
+  [ -n "$upstream_pid" ] && kill "$upstream_pid" 2>/dev/null
+  wait 2>/dev/null
+  rm -rf "$TMP"
+}
+trap cleanup EXIT INT TERM
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+if ! port_open 18080; then
+  mkdir -p "$TMP/nginx-tmp"
+  sed -e "s#@RUN@#$TMP#g" -e "s#@PORT@#18080#g" conf/upstream-nginx.conf.in >"$TMP/up.conf"
+  taskset -c "$LOAD_CPU" nginx -c "$TMP/up.conf" -p "$TMP" -e "$TMP/up.err" >/dev/null 2>&1 &
+  upstream_pid=$!
+  for _ in $(seq 50); do port_open 18080 && break; sleep 0.1; done
+fi
+export JWT_PUBLIC_KEY_FILE=$PWD/fixtures/rs256.pub.pem JWT_SECRET_FILE=$PWD/fixtures/hs256.secret JWKS_FILE=$PWD/fixtures/jwks.json \
+  JWT_ISSUER=bench JWT_AUDIENCE=api ROUTES_FILE=$PWD/routes.json HOST=127.0.0.1 UPSTREAM_URL=http://127.0.0.1:18080 BENCH_ALG=$ALG
+sed 's/port: 18097/port: 18098/' "scopegate-$ALG.yaml" >"$TMP/config-b.yaml"
+# shellcheck disable=SC2086 # the side's env is a word list on purpose
+env $ENV_A PORT=$PORT_A setsid taskset -c "$PROXY_CPU" bash "$HERE/token-service-denylist.sh" >"$TMP/a.out" 2>&1 &
+pids+=($!)
+# shellcheck disable=SC2086
+env $ENV_B PORT=$PORT_B RIG_CONFIG="$TMP/config-b.yaml" setsid taskset -c "$PROXY_CPU" bash "$HERE/token-service-denylist.sh" >"$TMP/b.out" 2>&1 &
+pids+=($!)
+for p in $PORT_A $PORT_B; do
+  for _ in $(seq 900); do port_open "$p" && break; sleep 0.1; done
+  port_open "$p" || { echo "same-window: nothing listens on $p after 90 s" >&2; tail -5 "$TMP/a.out" "$TMP/b.out" >&2; exit 1; }
+done
+# The gateway process (node … serve) behind each side's script, by the PORT in its environment.
+serve_pid() { for x in $(pgrep -f "cli.js serve"); do tr '\0' '\n' <"/proc/$x/environ" 2>/dev/null | grep -qx "PORT=$1" && { echo "$x"; return; }; done; }
+ga=$(serve_pid "$PORT_A") gb=$(serve_pid "$PORT_B")
+ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+W=(wrk -t1 -c"$CONNS" -s lua/tokens.lua)
+taskset -c "$LOAD_CPU" "${W[@]}" -d3s "http://127.0.0.1:$PORT_A/v2/room/42" -- "fixtures/tokens-$ALG.txt" >/dev/null &
+taskset -c "$LOAD_CPU" "${W[@]}" -d3s "http://127.0.0.1:$PORT_B/v2/room/42" -- "fixtures/tokens-$ALG.txt" >/dev/null
+wait %%  2>/dev/null; sleep 1
+ta0=$(ticks "$ga") tb0=$(ticks "$gb")
+taskset -c "$LOAD_CPU" "${W[@]}" -d"${DUR}s" "http://127.0.0.1:$PORT_A/v2/room/42" -- "fixtures/tokens-$ALG.txt" >"$TMP/a.wrk" &
+wa=$!
+taskset -c "$LOAD_CPU" "${W[@]}" -d"${DUR}s" "http://127.0.0.1:$PORT_B/v2/room/42" -- "fixtures/tokens-$ALG.txt" >"$TMP/b.wrk"
+wait "$wa"
+ta=$(( $(ticks "$ga") - ta0 )) tb=$(( $(ticks "$gb") - tb0 ))
+rps() { awk '/Requests\/sec/ {print $2}' "$1"; }
+non2xx() { awk '/Non-2xx/ {print $NF}' "$1" | grep . || echo 0; }
+ra=$(rps "$TMP/a.wrk") rb=$(rps "$TMP/b.wrk")
+echo "$ALG A[$ENV_A]=$ra B[$ENV_B]=$rb B/A=$(awk -v a="$ra" -v b="$rb" 'BEGIN {printf "%.3f", b / a}') non2xx=$(non2xx "$TMP/a.wrk")/$(non2xx "$TMP/b.wrk") ticks=$ta/$tb"
