@@ -63,6 +63,7 @@ done
 # The gateway process (node … serve) behind each side's script, by the PORT in its environment.
 serve_pid() { for x in $(pgrep -f "cli.js serve"); do tr '\0' '\n' <"/proc/$x/environ" 2>/dev/null | grep -qx "PORT=$1" && { echo "$x"; return; }; done; }
 ga=$(serve_pid "$PORT_A") gb=$(serve_pid "$PORT_B")
+[ -n "$ga" ] && [ -n "$gb" ] || { echo "same-window: no gateway process found for port ${ga:+$PORT_B}${ga:-$PORT_A}" >&2; exit 1; }
 ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 W=(wrk -t1 -c"$CONNS" -s lua/tokens.lua)
 taskset -c "$LOAD_CPU" "${W[@]}" -d3s "http://127.0.0.1:$PORT_A/v2/room/42" -- "fixtures/tokens-$ALG.txt" >/dev/null &
@@ -73,6 +74,10 @@ taskset -c "$LOAD_CPU" "${W[@]}" -d"${DUR}s" "http://127.0.0.1:$PORT_A/v2/room/4
 wa=$!
 taskset -c "$LOAD_CPU" "${W[@]}" -d"${DUR}s" "http://127.0.0.1:$PORT_B/v2/room/42" -- "fixtures/tokens-$ALG.txt" >"$TMP/b.wrk"
 wait "$wa"
+for side in "A $ga" "B $gb"; do
+  set -- $side
+  [ -e "/proc/$2" ] || { echo "same-window: side $1's gateway (pid $2) exited during the window; its output:" >&2; tail -5 "$TMP/$(tr AB ab <<<"$1").out" >&2; exit 1; }
+done
 ta=$(( $(ticks "$ga") - ta0 )) tb=$(( $(ticks "$gb") - tb0 ))
 rps() { awk '/Requests\/sec/ {print $2}' "$1"; }
 non2xx() { awk '/Non-2xx/ {print $NF}' "$1" | grep . || echo 0; }
