@@ -14,6 +14,7 @@
  */
 import { GatewayError } from '../errors.js';
 import { tokenParamValues } from '../http/raw-query.js';
+import { HTTP_TOKEN } from '../http/token.js';
 
 export interface ExtractOptions {
   /** Where a token may come from; a source not listed is ignored entirely. */
@@ -29,8 +30,8 @@ export interface Extracted {
   source: 'header' | 'query';
 }
 
-/** RFC 7230 `token` characters: what an auth scheme name may consist of. */
-const SCHEME = /^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/;
+/** What an auth scheme name may consist of. */
+const SCHEME = HTTP_TOKEN;
 
 /**
  * Where one Authorization value is the comma-merged form of several (the Fetch `Headers` class,

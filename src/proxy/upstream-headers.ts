@@ -17,6 +17,7 @@
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Principal } from '../types.js';
+import { HTTP_TOKEN } from '../http/token.js';
 
 /**
  * Fields that describe one connection, not the message (RFC 9110 §7.6.1), never copied between
@@ -373,16 +374,13 @@ export function responseHeaderList(upstream: HeaderRecord, own: Readonly<Record<
  * @example
  *   const h = withoutHopByHopHeaders(new Headers(res.headers), { 'x-request-id': 'gw' });
  */
-/** RFC 9110 §5.1 field-name: a token. */
-const FIELD_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
-
 export function withoutHopByHopHeaders(h: Headers, own: Readonly<Record<string, string>>): Headers {
   const connection = h.get('connection');
   const listed = connection === null ? null : connectionListed(connection);
   for (const name of HOP_BY_HOP) if (h.has(name)) h.delete(name);
   // A listed name that is not a token (`Connection: !:` from a hostile upstream) names no field
   // Headers can hold, and Headers.delete would throw on it.
-  if (listed !== null) for (const name of listed) if (FIELD_NAME.test(name)) h.delete(name);
+  if (listed !== null) for (const name of listed) if (HTTP_TOKEN.test(name)) h.delete(name);
   for (const name in own) h.set(name, own[name]!);
   return h;
 }
