@@ -377,7 +377,7 @@ export function responseHeaderList(upstream: HeaderRecord, own: Readonly<Record<
 export function withoutHopByHopHeaders(h: Headers, own: Readonly<Record<string, string>>): Headers {
   const connection = h.get('connection');
   const listed = connection === null ? null : connectionListed(connection);
-  for (const name of HOP_BY_HOP) if (h.has(name)) h.delete(name);
+  for (const name of HOP_BY_HOP) h.delete(name); // a no-op for an absent name
   // A listed name that is not a token (`Connection: !:` from a hostile upstream) names no field
   // Headers can hold, and Headers.delete would throw on it.
   if (listed !== null) for (const name of listed) if (HTTP_TOKEN.test(name)) h.delete(name);

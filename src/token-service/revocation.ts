@@ -120,7 +120,6 @@ export interface Denylist {
 /** Shared by every denylist in the process, so that no two denylist states have the same version. */
 let versions = 0;
 
-
 function intOption(name: string, v: number | undefined, def: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
   const n = v ?? def;
   if (!Number.isSafeInteger(n) || n < min || n > max) {

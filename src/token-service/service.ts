@@ -122,7 +122,7 @@ export const INTROSPECT_PATH = '/oauth/introspect';
 export const PERSONAL_TOKENS_PATH = '/v2/oauth/personal-tokens';
 /** `/v2/room/{room_id_or_name}/notification-tokens` */
 export const ROOM_TOKENS_SEGMENT = 'notification-tokens';
-const ROOM_PREFIX_LENGTH = '/v2/room/'.length;
+const ROOM_PREFIX = '/v2/room/';
 
 /**
  * Every path the service answers, `{x}` for one segment (for `scopegate check`'s shadowed-route
@@ -183,11 +183,11 @@ export function matchServicePath(path: string): ServicePathMatch | undefined {
     const id = decodeSegment(rest);
     return id === undefined || id === '' ? { route: 'bad_path' } : { route: 'personal_tokens', id };
   }
-  if (path.startsWith('/v2/room/')) {
+  if (path.startsWith(ROOM_PREFIX)) {
     // Every room request of the route table passes here: split only a path that names the segment.
-    const slash = path.indexOf('/', ROOM_PREFIX_LENGTH);
+    const slash = path.indexOf('/', ROOM_PREFIX.length);
     if (slash === -1 || !path.startsWith(ROOM_TOKENS_SEGMENT, slash + 1)) return undefined;
-    const parts = path.slice(ROOM_PREFIX_LENGTH).split('/');
+    const parts = path.slice(ROOM_PREFIX.length).split('/');
     if (parts.length < 2 || parts.length > 3 || parts[1] !== ROOM_TOKENS_SEGMENT) return undefined;
     const room = decodeSegment(parts[0]!);
     if (room === undefined || room === '') return { route: 'bad_path' };
