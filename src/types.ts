@@ -8,6 +8,14 @@ import type { ClientType, HttpMethod, RouteConfig, WindowConfig } from './config
 export type Clock = () => number;
 export const systemClock: Clock = () => Date.now();
 
+/**
+ * The decision's revocation stamp on a principal (core/decide.ts): the denylist version it was
+ * last found not revoked at. Every principal is created with it (as undefined), so stamping a
+ * cached principal does not change its hidden class: the code reading principals stays
+ * monomorphic. A symbol, so it is in no JSON, log line or header.
+ */
+export const NOT_REVOKED_AT: unique symbol = Symbol('scopegate.notRevokedAt');
+
 /** What a verified token says about its bearer, after the issuer's claim mapping. */
 export interface Principal {
   /** Configured issuer name (e.g. "local"). */
@@ -30,6 +38,7 @@ export interface Principal {
    * key): what the rate limiter keys a token without `jti` by. The raw token is never kept.
    */
   tokenHash?: string | undefined;
+  [NOT_REVOKED_AT]?: number | undefined;
 }
 
 /** A route after compilation: the config plus what matching and limiting need precomputed. */

@@ -4,6 +4,7 @@ import { inexactReason, mapClaims } from './claims.js';
 import { tokensConfig } from '../../test/helpers/tokens.js';
 import type { ClaimsConfig } from '../config/schema.js';
 import { GatewayError } from '../errors.js';
+import { NOT_REVOKED_AT } from '../types.js';
 
 /** ClaimsConfig exactly as the schema fills it in (defaults included). */
 function claims(raw: Record<string, unknown> = {}): ClaimsConfig {
@@ -84,6 +85,22 @@ describe('mapClaims: exact claims are carried over unchanged', () => {
     for (const [k, v] of Object.entries(want)) {
       expect(p[k as keyof typeof p], k).toEqual(v);
     }
+  });
+});
+
+describe('mapClaims: one object shape for every principal', () => {
+  it('creates the revocation stamp with the principal, unset, and keeps it out of JSON', () => {
+    const a = mapClaims({ sub: 'u1', scope: 'send_notification', jti: 'j1' }, claims({}), 'local');
+    const b = mapClaims({ sub: 'u2' }, claims({}), 'other');
+    // The same own keys in the same order, the stamp included: stamping a cached principal later
+    // (core/decide.ts) fills a slot it already has instead of adding a property.
+    expect(Reflect.ownKeys(a)).toEqual(Reflect.ownKeys(b));
+    expect(Reflect.ownKeys(a)).toContain(NOT_REVOKED_AT);
+    expect(a[NOT_REVOKED_AT]).toBeUndefined();
+    a[NOT_REVOKED_AT] = 3;
+    expect(Reflect.ownKeys(a)).toEqual(Reflect.ownKeys(b));
+    expect(Object.values(JSON.parse(JSON.stringify(a)) as object)).not.toContain(3);
+    expect(Object.keys(a)).toEqual(Object.keys(b));
   });
 });
 

@@ -19,7 +19,7 @@
 import type { JWTPayload } from 'jose';
 import type { ClaimRefConfig, ClaimsConfig } from '../config/schema.js';
 import { GatewayError } from '../errors.js';
-import type { Principal } from '../types.js';
+import { NOT_REVOKED_AT, type Principal } from '../types.js';
 import { clip } from '../clip.js';
 
 /** Longest identity value accepted, UTF-8 bytes (SPEC §3). */
@@ -72,6 +72,7 @@ export function mapClaims(payload: JWTPayload, claims: ClaimsConfig, issuerName:
     tokenId: idClaim(payload, claims.token_id, 'token id'),
     exp: typeof payload.exp === 'number' && Number.isFinite(payload.exp) ? payload.exp : undefined,
     tokenHash: undefined,
+    [NOT_REVOKED_AT]: undefined,
   };
 }
 

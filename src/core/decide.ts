@@ -23,7 +23,7 @@ import { authTestMode, stripParams } from '../http/raw-query.js';
 import type { LimitDecision, RateLimiter } from '../ratelimit/policy.js';
 import { matchRoute } from '../routing/match-route.js';
 import { checkTarget } from '../routing/path-safety.js';
-import type { Clock, CompiledRoute, MatchResult, Principal } from '../types.js';
+import { NOT_REVOKED_AT, type Clock, type CompiledRoute, type MatchResult, type Principal } from '../types.js';
 
 export const AUTH_TEST_BODY = JSON.stringify({
   success: { code: 202, message: 'This auth_token has access to use this method.', type: 'Accepted' },
@@ -131,9 +131,6 @@ export interface Decider {
 }
 
 const FALLBACK_ROUTE_ID = 'fallback';
-/** On a verified principal (the token cache hands out the same object): the revocation version it was last found not revoked at. */
-const NOT_REVOKED_AT = Symbol('scopegate.notRevokedAt');
-type Stamped = Principal & { [NOT_REVOKED_AT]?: number };
 const NO_PARAMS: Record<string, string> = Object.freeze({}) as Record<string, string>;
 const NO_HEADERS: Record<string, string> = Object.freeze({}) as Record<string, string>;
 
@@ -162,7 +159,7 @@ export function createDecider(loaded: LoadedConfig, deps: DeciderDeps): Decider 
   });
 
   /** isRevoked, skipped for a principal found not revoked at the denylist's current version. */
-  function revoked(p: Stamped, tokenId: string): boolean {
+  function revoked(p: Principal, tokenId: string): boolean {
     const v = revocationVersion?.();
     if (v !== undefined && p[NOT_REVOKED_AT] === v) return false;
     if (isRevoked!(tokenId)) return true;
@@ -227,7 +224,7 @@ export function createDecider(loaded: LoadedConfig, deps: DeciderDeps): Decider 
     });
 
     function afterVerify(principal: Principal): Decision | Promise<Decision> {
-      if (isRevoked !== undefined && principal.tokenId !== undefined && revoked(principal as Stamped, principal.tokenId)) {
+      if (isRevoked !== undefined && principal.tokenId !== undefined && revoked(principal, principal.tokenId)) {
         const error = new GatewayError('token_revoked', { tokenPresented: true, why: 'the token was revoked (token service denylist)' });
         trace?.({ step: 'verify', ok: false, error });
         return deny(error, route);
