@@ -80,9 +80,9 @@ export function matchRoute(table: RouteTable, method: string, rawPath: string): 
 function matched(route: CompiledRoute, values: readonly string[]): MatchResult {
   // Null prototype: a parameter may legally be called `__proto__` or `constructor`.
   const params: Record<string, string> = Object.create(null) as Record<string, string>;
-  route.params.forEach((name, i) => {
-    params[name] = values[i] ?? '';
-  });
+  // A plain loop: no closure allocated per request.
+  const names = route.params;
+  for (let i = 0; i < names.length; i++) params[names[i]!] = values[i] ?? '';
   return { kind: 'match', route, params };
 }
 
