@@ -85,10 +85,7 @@ alive() {
   done
 }
 if [ "${INTERLEAVE:-0}" -gt 0 ]; then
-  # One side loaded at a time (all 2×CONNS connections), A and B alternating for INTERLEAVE
-  # rounds of SECONDS each: neither shares the core with the other's load, so a difference in
-  # working set cannot show up as cache contention, and alternating every few seconds still
-  # spreads the host's drift over both. Prints the summed rates and the per-round B/A.
+  # The INTERLEAVE mode of the header: one side loaded at a time, with a warm-up of each first.
   W=(wrk -t1 -c"$((CONNS * 2))" -s lua/tokens.lua)
   for port in "$PORT_A" "$PORT_B"; do taskset -c "$LOAD_CPU" "${W[@]}" -d3s "http://127.0.0.1:$port/v2/room/42" -- "fixtures/tokens-$ALG.txt" >/dev/null; done
   sa=0 sb=0 rounds="" na=0 nb=0
