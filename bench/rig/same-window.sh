@@ -69,7 +69,7 @@ env $ENV_B PORT=$PORT_B RIG_CONFIG="$TMP/config-b.yaml" setsid taskset -c "$PROX
 pids+=($!)
 for p in $PORT_A $PORT_B; do
   for _ in $(seq 900); do port_open "$p" && break; sleep 0.1; done
-  port_open "$p" || { echo "same-window: nothing listens on $p after 90 s" >&2; tail -5 "$TMP/a.out" "$TMP/b.out" >&2; exit 1; }
+  port_open "$p" || { echo "same-window: nothing listens on $p after 90 s" >&2; tail -n 5 "$TMP/a.out" "$TMP/b.out" >&2; exit 1; }
 done
 # The gateway process (node … serve) behind each side's script, by the PORT in its environment.
 serve_pid() { for x in $(pgrep -f "cli.js serve"); do tr '\0' '\n' <"/proc/$x/environ" 2>/dev/null | grep -qx "PORT=$1" && { echo "$x"; return; }; done; }
@@ -81,7 +81,7 @@ non2xx() { awk '/Non-2xx/ {print $NF}' "$1" | grep . || echo 0; }
 alive() {
   for side in "A $ga" "B $gb"; do
     set -- $side
-    [ -e "/proc/$2" ] || { echo "same-window: side $1's gateway (pid $2) exited during the window; its output:" >&2; tail -5 "$TMP/$(tr AB ab <<<"$1").out" >&2; exit 1; }
+    [ -e "/proc/$2" ] || { echo "same-window: side $1's gateway (pid $2) exited during the window; its output:" >&2; tail -n 5 "$TMP/$(tr AB ab <<<"$1").out" >&2; exit 1; }
   done
 }
 if [ "${INTERLEAVE:-0}" -gt 0 ]; then

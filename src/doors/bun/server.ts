@@ -16,6 +16,7 @@
  *   await fetch(`${gw.url}/v2/room/42`, { headers: { authorization: `Bearer ${t}` } });
  *   await gw.shutdown();
  */
+import './runtime-fixes.js';
 import { createAdminApp, type ReadinessCheck } from '../../admin.js';
 import type { RequestFacts } from '../../core/decide.js';
 import { GatewayError, renderError } from '../../errors.js';
