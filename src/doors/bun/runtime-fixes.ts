@@ -6,9 +6,10 @@
  * leaves it undefined (oven-sh/bun#27805, open). pino checks `asJsonChan.hasSubscribers === false`
  * before every line and otherwise runs `traceSync`, which builds a context object and runs the
  * channels' stores: on Bun every access line paid for tracing that nobody listens to (5 % of the Bun
- * door's CPU in a --cpu-prof under the rig's load; +2.2 % requests/s with the getter, interleaved
- * A/B, bench/RIG-RESULTS.md). The getter is Node's: true while any of the five trace channels has a
- * subscriber, so a subscriber still receives every event.
+ * door's CPU sampled in a --cpu-prof under the rig's load, mostly attribution: 1.022× requests/s
+ * with the getter in one interleaved A/B, within noise build against build; bench/RIG-RESULTS.md).
+ * The getter is Node's: true while any of the five trace channels has a subscriber, so a
+ * subscriber still receives every event.
  */
 import dc from 'node:diagnostics_channel';
 
