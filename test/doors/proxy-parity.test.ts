@@ -20,6 +20,8 @@ const RUNTIMES: Runtime[] = ['node', 'bun'];
 
 let up: Upstream;
 let dir: TempDir;
+/** The doors' config as written, for tests that start another pair with one setting changed. */
+let configText = '';
 const doors = new Map<Runtime, GatewayProcess>();
 
 function mint(claims: Record<string, unknown>): Promise<string> {
@@ -72,6 +74,7 @@ beforeAll(async () => {
     path: /v2/events
     methods: [GET]`,
   }).replace(/upstreams:\n/, `upstreams:\n  dead: { url: "${dead}" }\n`).replace(/timeout_ms: \d+/, 'timeout_ms: 1000');
+  configText = text;
   const file = await dir.write('gateway.yaml', text);
   await Promise.all(RUNTIMES.map(async (r) => doors.set(r, await spawnGateway(file, { runtime: r }))));
 }, 30_000);
@@ -283,7 +286,151 @@ describe('the Node and Bun doors answer alike (SPEC §8)', () => {
   });
 });
 
+/** Writes `bytes` as they are on a fresh connection; resolves with everything read until the peer closes (or 2 s). */
+function rawExchange(base: string, bytes: string): Promise<string> {
+  const u = new URL(base);
+  return new Promise((resolve) => {
+    let out = '';
+    const sock = connect(Number(u.port), u.hostname, () => sock.write(bytes, 'latin1'));
+    const timer = setTimeout(() => sock.destroy(), 2_000);
+    sock.on('data', (c: Buffer) => (out += c.toString('latin1')));
+    sock.on('error', () => undefined);
+    sock.on('close', () => {
+      clearTimeout(timer);
+      resolve(out);
+    });
+  });
+}
+
+/** Both doors still answer a plain public request: nothing above took either process down. */
+async function bothAlive(): Promise<void> {
+  for (const r of RUNTIMES) expect((await send(r, 'GET', '/v2/capabilities')).status).toBe(200);
+}
+
+describe('hostile requests get the same answer from both doors (SPEC §3, §5)', () => {
+  it('a verified token whose claims carry CR, LF or NUL is 401 token_malformed on both, never forwarded', async () => {
+    for (const claims of [
+      { sub: 'eve\r\nx-auth-scopes: admin_group', client_type: 'user', scope: 'view_room' },
+      { sub: 'eve', client_type: 'user', scope: 'view_room', jti: 'j\u0000x' },
+      { sub: 'eve', client_type: 'room', scope: 'view_room', room_id: '42\n' },
+    ]) {
+      const s = await both('GET', '/v2/room/42', { authorization: `Bearer ${await mint(claims)}` });
+      const n = expectSame(s);
+      expect(n.status, JSON.stringify(claims)).toBe(401);
+      expect((JSON.parse(n.body) as { error: { reason: string } }).error.reason).toBe('token_malformed');
+      expect(s.node.upstream).toBeNull();
+      expect(s.bun.upstream).toBeNull();
+    }
+    await bothAlive();
+  });
+
+  it('a non-ASCII subject reaches the upstream as the same UTF-8 bytes from both doors', async () => {
+    const sub = 'yuki \u96ea caf\u00e9 \u{1F600}';
+    const t = await mint({ sub, client_type: 'user', scope: 'view_room' });
+    const s = await both('GET', '/v2/room/42', { authorization: `Bearer ${t}` });
+    expect(expectSame(s).status).toBe(200);
+    for (const r of RUNTIMES) {
+      const got = s[r].upstream!.headers['x-auth-subject'] as string;
+      expect(Buffer.from(got, 'latin1').toString('utf8'), r).toBe(sub);
+    }
+  });
+
+  it('claims of the wrong type (a fractional or boolean subject, non-string members, objects) are refused alike, never forwarded', async () => {
+    for (const claims of [
+      { sub: 4.5, client_type: 'user', scope: 'view_room' },
+      { sub: true, client_type: 'user', scope: 'view_room' },
+      { sub: 'u', client_type: ['user', 7], scope: 'view_room' },
+      { sub: 'u', client_type: { type: 'user' }, scope: 'view_room' },
+      { sub: 'u', client_type: 'room', scope: 'view_room', room_id: { id: 42 } },
+      { sub: 'u', client_type: 'user', scope: ['view_room', { x: 1 }] },
+    ]) {
+      const s = await both('GET', '/v2/room/42', { authorization: `Bearer ${await mint(claims)}` });
+      const n = expectSame(s);
+      expect(n.status, JSON.stringify(claims)).toBeGreaterThanOrEqual(400);
+      expect(n.status).toBeLessThan(500);
+      expect(s.node.upstream).toBeNull();
+      expect(s.bun.upstream).toBeNull();
+    }
+    await bothAlive();
+  });
+
+  it('a forged X-Forwarded-For, Forwarded and X-Real-IP from an untrusted peer never reach the upstream as sent', async () => {
+    // The doors above trust loopback (the default trusted_proxies); this pair trusts no one.
+    const file = await dir.write('untrusting.yaml', `${configText}\ntrusted_proxies: []\n`);
+    const pair = await Promise.all(RUNTIMES.map((r) => spawnGateway(file, { runtime: r })));
+    try {
+      const t = await mint({ sub: 'u', client_type: 'user', scope: 'view_room' });
+      for (const g of pair) {
+        const before = up.requests.length;
+        const res = await rawRequest(g.url, 'GET', '/v2/room/42', { authorization: `Bearer ${t}`, 'x-forwarded-for': '10.9.9.9', forwarded: 'for=10.9.9.9', 'x-real-ip': '10.9.9.9', 'x-forwarded-host': 'evil.example' });
+        expect(res.status).toBe(200);
+        const u = up.requests[before]!;
+        expect(u.headers['x-forwarded-for']).toBe('127.0.0.1');
+        expect(u.headers['forwarded']).toBeUndefined();
+        expect(u.headers['x-real-ip']).toBeUndefined();
+        expect(u.headers['x-forwarded-host']).not.toBe('evil.example');
+      }
+    } finally {
+      await Promise.all(pair.map((g) => g.kill()));
+    }
+  });
+
+  it('two Authorization headers, or a header token and a query token together, are never forwarded', async () => {
+    const a = await mint({ sub: 'a', client_type: 'user', scope: 'view_room' });
+    const b = await mint({ sub: 'b', client_type: 'user', scope: 'view_room' });
+    for (const r of RUNTIMES) {
+      const two = await send(r, 'GET', '/v2/room/42', { authorization: [`Bearer ${a}`, `Bearer ${b}`] as unknown as string });
+      expect(two.status, r).toBeGreaterThanOrEqual(400);
+      expect(two.upstream, r).toBeNull();
+    }
+    const mixed = await both('GET', `/v2/room/42?auth_token=${b}`, { authorization: `Bearer ${a}` });
+    const n = expectSame(mixed);
+    expect(n.status).toBe(400);
+    expect(mixed.node.upstream).toBeNull();
+    expect(mixed.bun.upstream).toBeNull();
+    await bothAlive();
+  });
+
+  it('an oversized token, an encoded NUL and an encoded CRLF in the path are refused alike, never forwarded', async () => {
+    const big = `Bearer ${'a'.repeat(3_000)}.${'b'.repeat(3_000)}.c`; // over tokens.max_token_bytes, under the header limit
+    for (const [path, headers] of [
+      ['/v2/room/42', { authorization: big }],
+      ['/v2/room/4%002', {}],
+      ['/v2/room/42%0d%0aX-Injected:%201', {}],
+    ] as const) {
+      const s = await both('GET', path, headers as Record<string, string>);
+      const n = expectSame(s);
+      expect(n.status, path).toBeGreaterThanOrEqual(400);
+      expect(n.status).toBeLessThan(500);
+      expect(s.node.upstream).toBeNull();
+      expect(s.bun.upstream).toBeNull();
+    }
+    await bothAlive();
+  });
+});
+
 describe('where the doors differ, and why (docs/doors.md)', () => {
+  it("requests the HTTP parser refuses: the Node door answers in the envelope, Bun.serve with its own bare status; neither forwards", async () => {
+    const cases: Array<[string, string, number, number]> = [
+      ['headers over the limit', `GET /v2/room/42 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${'a'.repeat(40_000)}\r\n\r\n`, 431, 431],
+      ['a malformed request line', 'GET /a b c HTTP/1.1\r\nHost: x\r\n\r\n', 400, 505],
+      ['a space in a header name', 'GET /v2/room/42 HTTP/1.1\r\nHost: x\r\nBad Name: 1\r\n\r\n', 400, 400],
+      ['a control byte in a header value', 'GET /v2/room/42 HTTP/1.1\r\nHost: x\r\nX-A: a\u0001b\r\n\r\n', 400, 400],
+      ['Content-Length with Transfer-Encoding', 'POST /v2/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n', 400, 400],
+    ];
+    for (const [name, bytes, nodeStatus, bunStatus] of cases) {
+      const before = up.requests.length;
+      const node = await rawExchange(doors.get('node')!.url, bytes);
+      const bun = await rawExchange(doors.get('bun')!.url, bytes);
+      expect(node.startsWith(`HTTP/1.1 ${nodeStatus} `), `${name} (node): ${node.slice(0, 80)}`).toBe(true);
+      expect(node).toContain('content-type: application/json');
+      expect(node).toMatch(/"reason":"(bad_request|headers_too_large)"/);
+      expect(bun.startsWith(`HTTP/1.1 ${bunStatus} `), `${name} (bun): ${bun.slice(0, 80)}`).toBe(true);
+      expect(up.requests.length, name).toBe(before);
+    }
+    await bothAlive();
+  });
+
   it('Bun.serve resolves dot segments before the gateway sees the URL: Node refuses them, Bun routes the resolved path', async () => {
     const t = await mint({ sub: 'u', client_type: 'user', scope: 'view_room' });
     const s = await both('GET', '/v2/room/x/../42', { authorization: `Bearer ${t}` });
