@@ -39,7 +39,7 @@ beforeAll(async () => {
   const dead = await closedPortUrl();
   const text = baseConfig({
     upstream: up.url,
-    extra: `listen: { host: 127.0.0.1, port: 0 }\nadmin: { enabled: false }\n`,
+    extra: `listen: { host: 127.0.0.1, port: 0, body_idle_timeout_ms: 500 }\nadmin: { enabled: false }\n`,
     rateLimit: `rate_limit:\n  store: memory\n  default: { limit: 100, window_s: 300 }\n`,
     routes: `  - path: /v2/capabilities
     public: true
@@ -212,6 +212,49 @@ describe('the Node and Bun doors answer alike (SPEC §8)', () => {
       const rec = up.requests[before]!;
       await rec.done;
       expect(createHash('sha256').update(rec.body).digest('hex')).toBe(digest);
+    }
+  });
+
+  it('a slow upload is not an upstream timeout: timeout_ms (1 s) does not count while the body is still arriving', async () => {
+    const t = await mint({ sub: 'u', client_type: 'user' });
+    const chunks = 10; // one every 200 ms: 2 s in all, twice timeout_ms, no pause near body_idle_timeout_ms
+    for (const r of RUNTIMES) {
+      const before = up.requests.length;
+      const u = new URL(doors.get(r)!.url);
+      const answer = new Promise<string>((resolve) => {
+        let out = '';
+        const sock = connect(Number(u.port), u.hostname, async () => {
+          sock.write(`PUT /v2/echo HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${t}\r\nContent-Length: ${chunks * 1024}\r\nConnection: close\r\n\r\n`);
+          for (let i = 0; i < chunks; i++) {
+            await new Promise((res) => setTimeout(res, 200));
+            sock.write(Buffer.alloc(1024, 48 + i));
+          }
+        });
+        sock.on('data', (c: Buffer) => (out += c.toString('latin1')));
+        sock.on('close', () => resolve(out));
+      });
+      const out = await answer;
+      expect(out.startsWith('HTTP/1.1 200 '), `${r}: ${out.slice(0, 120)}`).toBe(true);
+      const rec = up.requests[before]!;
+      await rec.done;
+      expect(rec.body.length).toBe(chunks * 1024);
+      expect(rec.body.subarray(-1).toString()).toBe(String.fromCharCode(48 + chunks - 1));
+    }
+  });
+
+  it('a body that stalls longer than body_idle_timeout_ms is 408 request_timeout and the upstream request is aborted, even one declared larger than Bun.serve would take', async () => {
+    const t = await mint({ sub: 'u', client_type: 'user' });
+    for (const r of RUNTIMES) {
+      for (const declared of [4096, 200 * 1024 * 1024]) {
+        const before = up.requests.length;
+        const out = await rawExchange(doors.get(r)!.url, `PUT /v2/echo HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${t}\r\nContent-Length: ${declared}\r\n\r\nabc`);
+        expect(out.startsWith('HTTP/1.1 408 '), `${r} ${declared}: ${out.slice(0, 120)}`).toBe(true);
+        expect(out).toContain('"reason":"request_timeout"');
+        const rec = up.requests[before]!;
+        await rec.done;
+        expect(rec.clientClosed, `${r} ${declared}`).toBe(true);
+        expect(rec.body.toString()).toBe('abc');
+      }
     }
   });
 

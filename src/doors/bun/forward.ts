@@ -4,9 +4,13 @@
  * stream backpressure holds the upstream back while the client is slow. No undici: Bun maps
  * `undici` to a partial copy of its own.
  *
- * Failures are the Node door's: refused / reset / DNS before response headers → 502
- * upstream_unavailable; no response headers within `timeout_ms` of the decision to forward → 504
- * upstream_timeout; the client hanging up (the Request's signal) aborts the upstream request.
+ * Failures and clocks are the Node door's (src/proxy/forward.ts): refused / reset / DNS before
+ * response headers → 502 upstream_unavailable; no response headers within `timeout_ms` of the
+ * decision to forward → 504 upstream_timeout, where the time the request body is still arriving
+ * from the client does not count (it is the client's, bounded per pause by
+ * `body_idle_timeout_ms`: a longer wait for the client's next bytes aborts the upstream request
+ * and answers 408 request_timeout); the client hanging up (the Request's signal) aborts the
+ * upstream request.
  * Responses are never decompressed or followed (redirects go back to the client as sent).
  *
  * @example
@@ -44,6 +48,8 @@ export interface BunForwarder {
 export interface BunForwarderDeps {
   render: (err: GatewayError) => RenderedError;
   clock?: Clock;
+  /** Longest wait for the client's next request-body bytes, ms (`listen.body_idle_timeout_ms`; default 30000). */
+  bodyIdleTimeoutMs?: number;
   onUpstreamError?: (err: Error, code: ErrorCode) => void;
 }
 
@@ -51,6 +57,7 @@ export interface BunForwarderDeps {
 export const CLIENT_CLOSED_REQUEST = 499;
 
 const TIMED_OUT = 'scopegate: upstream timeout';
+const BODY_STALLED = 'scopegate: request body stalled';
 
 function describe(err: unknown): string {
   const code = (err as { code?: unknown })?.code;
@@ -81,8 +88,58 @@ function headerInit(h: Record<string, string | string[]>): Record<string, string
   return out;
 }
 
+/** `listen.body_idle_timeout_ms`'s default. */
+const DEFAULT_BODY_IDLE_TIMEOUT_MS = 30_000;
+
+interface BodyEvents {
+  /** fetch asked for the first chunk: the upload has begun. */
+  started(): void;
+  /** The client's body is complete. */
+  ended(): void;
+  /** fetch waited longer than the idle bound for the client's next bytes. */
+  stalled(): void;
+}
+
+/**
+ * The client's body as fetch reads it, one chunk per pull, telling `events` when the upload starts
+ * and ends. The idle timer runs only while fetch has asked for a chunk and the client has not sent
+ * it: time the client is held back by the upstream's backpressure (fetch not pulling) never counts.
+ */
+function watchBody(src: ReadableStream<Uint8Array>, idleMs: number, events: BodyEvents): ReadableStream<Uint8Array> {
+  const reader = src.getReader();
+  let started = false;
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(ctrl) {
+        if (!started) {
+          started = true;
+          events.started();
+        }
+        const idle = setTimeout(() => events.stalled(), idleMs);
+        let r: Awaited<ReturnType<typeof reader.read>>;
+        try {
+          r = await reader.read();
+        } finally {
+          clearTimeout(idle);
+        }
+        if (r.done) {
+          ctrl.close();
+          events.ended();
+        } else {
+          ctrl.enqueue(r.value);
+        }
+      },
+      cancel(reason) {
+        return reader.cancel(reason);
+      },
+    },
+    { highWaterMark: 0 },
+  );
+}
+
 export function createBunForwarder(upstreams: Record<string, UpstreamConfig>, deps: BunForwarderDeps): BunForwarder {
   const clock = deps.clock ?? systemClock;
+  const idleMs = deps.bodyIdleTimeoutMs ?? DEFAULT_BODY_IDLE_TIMEOUT_MS;
   const entries = new Map<string, { config: UpstreamConfig; origin: string; prefix: string }>();
   for (const [name, config] of Object.entries(upstreams)) {
     const url = new URL(config.url);
@@ -110,27 +167,53 @@ export function createBunForwarder(upstreams: Record<string, UpstreamConfig>, de
     async forward(req, opts) {
       const entry = entryFor(opts.upstream);
       const start = clock();
-      // One controller for both ends: the client hanging up, and timeout_ms, which runs from the
-      // decision to forward until the response headers (SPEC §1.8). (AbortSignal.any and a second
-      // controller cost ~3 % of the door's CPU per request.)
+      // One controller for every end: the client hanging up, timeout_ms, and the body stalling.
+      // (AbortSignal.any and a second controller cost ~3 % of the door's CPU per request.)
       const abort = new AbortController();
       let timedOut = false;
-      const timer = setTimeout(() => {
+      let stalled = false;
+      let answered = false;
+      // timeout_ms runs from the decision to forward until the response headers (SPEC §1.8), and
+      // is paused while the request body is arriving (see watchBody).
+      let left = entry.config.timeout_ms;
+      let since = start;
+      const expire = () => {
         timedOut = true;
         abort.abort(TIMED_OUT);
-      }, entry.config.timeout_ms);
+      };
+      let timer: ReturnType<typeof setTimeout> | undefined = setTimeout(expire, left);
       const onClientGone = () => abort.abort(req.signal.reason);
       if (req.signal.aborted) onClientGone();
       else req.signal.addEventListener('abort', onClientGone, { once: true });
       const signal = abort.signal;
       const method = req.method;
       const hasBody = req.body !== null && method !== 'GET' && method !== 'HEAD';
+      const upload = hasBody
+        ? watchBody(req.body!, idleMs, {
+            started() {
+              if (timer === undefined) return;
+              clearTimeout(timer);
+              timer = undefined;
+              left -= clock() - since;
+            },
+            ended() {
+              // After the response headers timeout_ms is over; the body may still be finishing.
+              if (timedOut || stalled || answered) return;
+              since = clock();
+              timer = setTimeout(expire, Math.max(0, left));
+            },
+            stalled() {
+              stalled = true;
+              abort.abort(BODY_STALLED);
+            },
+          })
+        : null;
       let res: Response;
       try {
         res = await fetch(entry.origin + entry.prefix + opts.pathAndQuery, {
           method,
           headers: headerInit(opts.headers),
-          body: hasBody ? req.body : null,
+          body: upload,
           redirect: 'manual',
           signal,
           // Bun's fetch options: pass the body through as sent, stream the request body.
@@ -140,11 +223,18 @@ export function createBunForwarder(upstreams: Record<string, UpstreamConfig>, de
       } catch (err) {
         clearTimeout(timer);
         req.signal.removeEventListener('abort', onClientGone);
-        if (req.signal.aborted && !timedOut) {
+        if (req.signal.aborted && !timedOut && !stalled) {
           return { response: new Response(null, { status: CLIENT_CLOSED_REQUEST }), status: CLIENT_CLOSED_REQUEST, upstreamMs: clock() - start, aborted: true };
+        }
+        if (stalled) {
+          // The client's fault, not the upstream's: not reported as an upstream error.
+          const gwErr = new GatewayError('request_timeout', { why: 'the request body paused longer than body_idle_timeout_ms' });
+          const r = deps.render(gwErr);
+          return { response: new Response(r.body, { status: r.status, headers: { ...r.headers, ...opts.responseHeaders } }), status: r.status, upstreamMs: clock() - start, error: gwErr };
         }
         return failure(timedOut ? 'upstream_timeout' : 'upstream_unavailable', err, opts, start);
       }
+      answered = true;
       clearTimeout(timer);
       const upstreamMs = clock() - start;
       const headers = withoutHopByHopHeaders(new Headers(res.headers), opts.responseHeaders);

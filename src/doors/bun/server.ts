@@ -91,6 +91,7 @@ export async function startBunGateway(opts: StartOptions): Promise<RunningGatewa
     const forwarder = createBunForwarder(cfg.upstreams, {
       render: (err) => renderError(err, renderOpts),
       clock,
+      bodyIdleTimeoutMs: cfg.listen.body_idle_timeout_ms,
       onUpstreamError: (err, code) => logger.warn({ reason: code, err: err.message }, 'upstream error'),
     });
     // Last, so nothing after it can fail (a listener that cannot start fails the reload).
@@ -187,14 +188,16 @@ export async function startBunGateway(opts: StartOptions): Promise<RunningGatewa
     rec.status = result.status;
     rec.upstreamMs = result.upstreamMs;
     const upstreamError = result.error?.code === 'upstream_unavailable' || result.error?.code === 'upstream_timeout' ? result.error.code : undefined;
+    // As on the Node door (app.ts): a client that paused its body too long cost the upstream
+    // nothing measurable, and is the client's refusal, not an upstream error.
     metrics.observeUpstream({
       route: d.route.id,
       upstream: d.upstream,
-      ...(result.aborted ? {} : { seconds: result.upstreamMs / 1000 }),
+      ...(result.aborted || result.error?.code === 'request_timeout' ? {} : { seconds: result.upstreamMs / 1000 }),
       ...(upstreamError ? { error: upstreamError } : {}),
     });
     if (result.error) {
-      rec.decision = 'upstream_error';
+      rec.decision = result.error.code === 'request_timeout' ? 'denied' : 'upstream_error';
       rec.reason = result.error.code;
     }
     return result.response;
@@ -291,6 +294,9 @@ export async function startBunGateway(opts: StartOptions): Promise<RunningGatewa
     // tests hold it to that.
     ...(tls ? { tls: { cert: tls.cert, key: tls.key }, reusePort: true } : {}),
     idleTimeout: Math.min(BUN_MAX_IDLE_S, Math.ceil(lc.idle_timeout_ms / 1000)),
+    // Bun.serve refuses a body over 128 MiB with a bare 413 by default; the Node door streams any
+    // size to the upstream (which decides), and so does this one: the body is a stream either way.
+    maxRequestBodySize: Number.MAX_SAFE_INTEGER,
     development: false,
     fetch(req, server) {
       const g = reloader.current();
