@@ -397,6 +397,25 @@ describe('hostile requests get the same answer from both doors (SPEC §3, §5)',
     await bothAlive();
   });
 
+  it('a request without a usable Host is decided and forwarded on the path it sent (Bun hands such a target over unparsed)', async () => {
+    const t = await mint({ sub: 'u', client_type: 'user', scope: 'view_room' });
+    for (const [name, head, status, forwarded] of [
+      ['HTTP/1.0 without Host', `GET /v2/room/42?x=1 HTTP/1.0\r\nAuthorization: Bearer ${t}\r\n\r\n`, 200, '/v2/room/42?x=1'],
+      // Dropping the first segment would turn this unrouted path into the public /v2/capabilities.
+      ['an unrouted path, HTTP/1.0 without Host', `GET /x/v2/capabilities HTTP/1.0\r\n\r\n`, 404, null],
+      ['CONNECT (authority form)', `CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\nAuthorization: Bearer ${t}\r\n\r\n`, 400, null],
+    ] as const) {
+      for (const r of RUNTIMES) {
+        const before = up.requests.length;
+        const out = await rawExchange(doors.get(r)!.url, head);
+        expect(out.startsWith(`HTTP/1.1 ${status} `) || out.startsWith(`HTTP/1.0 ${status} `), `${name} (${r}): ${out.slice(0, 100)}`).toBe(true);
+        const got = up.requests.slice(before).map((q) => q.url);
+        expect(got, `${name} (${r})`).toEqual(forwarded === null ? [] : [forwarded]);
+      }
+    }
+    await bothAlive();
+  });
+
   it('a forged X-Forwarded-For, Forwarded and X-Real-IP from an untrusted peer never reach the upstream as sent', async () => {
     // The doors above trust loopback (the default trusted_proxies); this pair trusts no one.
     const file = await dir.write('untrusting.yaml', `${configText}\ntrusted_proxies: []\n`);

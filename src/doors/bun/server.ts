@@ -30,6 +30,7 @@ import { buildUpstreamHeaders } from '../../proxy/upstream-headers.js';
 import type { RunningGateway, StartOptions } from '../../server.js';
 import { bun, type BunServeOptions, type BunServer, type BunServerWebSocket } from './bun-api.js';
 import { createBunForwarder, type BunForwarder } from './forward.js';
+import { bunTarget } from './target.js';
 
 interface Generation extends CoreGeneration {
   forwarder: BunForwarder;
@@ -48,11 +49,8 @@ interface Tunnel {
 /** Bun caps idleTimeout at 255 s. */
 const BUN_MAX_IDLE_S = 255;
 
-/** The facts of a Bun request: the target as Bun's URL gives it, the merged headers. */
-function bunFacts(req: Request, url: string, clientIp: string): RequestFacts {
-  // Bun builds req.url as an absolute URL; the target is what follows the authority.
-  const slash = url.indexOf('/', url.indexOf('//') + 2);
-  const target = slash === -1 ? '/' : url.slice(slash);
+/** The facts of a Bun request: its target (bunTarget of req.url), the merged headers. */
+function bunFacts(req: Request, target: string, clientIp: string): RequestFacts {
   const auth = req.headers.get('authorization');
   const host = req.headers.get('host');
   return {
@@ -149,7 +147,7 @@ export async function startBunGateway(opts: StartOptions): Promise<RunningGatewa
       res.headers.set('x-request-id', rec.requestId);
       return res;
     }
-    let d = g.decider.decide(bunFacts(req, req.url, rec.clientIp));
+    let d = g.decider.decide(bunFacts(req, target, rec.clientIp));
     if (d instanceof Promise) d = await d;
     rec.route = d.route;
     rec.principal = d.principal;
@@ -303,9 +301,7 @@ export async function startBunGateway(opts: StartOptions): Promise<RunningGatewa
       let rec: AccessRecord | undefined;
       try {
         const requestId = requestIdOf(req.headers.get('x-request-id') ?? undefined);
-        const url = req.url;
-        const slash = url.indexOf('/', url.indexOf('//') + 2);
-        rec = access.start({ requestId, method: req.method, url: slash === -1 ? '/' : url.slice(slash), clientIp: server.requestIP(req)?.address ?? '' });
+        rec = access.start({ requestId, method: req.method, url: bunTarget(req.url), clientIp: server.requestIP(req)?.address ?? '' });
         const r = rec;
         metrics.inflight.inc();
         const done = (res: Response | undefined): Response | undefined => {
