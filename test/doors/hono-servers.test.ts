@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { serve, type ServerType } from '@hono/node-server';
 import { Hono } from 'hono';
+import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { scopegate } from '../../src/doors/hono/index.js';
 import { TEST_ISSUER, TEST_SECRET } from '../helpers/gateway.js';
@@ -240,6 +241,49 @@ behaviours('behind Bun.serve (a Bun process)', () => {
   const script = join(dir, 'bun-app.mjs');
   writeFileSync(script, BUN_APP);
   return spawnApp(BUN, [script, configFile]);
+});
+
+describe('behind Bun.serve, a request without a usable Host', () => {
+  let app: Running;
+  beforeAll(async () => {
+    const script = join(dir, 'bun-app-hostless.mjs');
+    writeFileSync(script, BUN_APP);
+    app = await spawnApp(BUN, [script, configFile]);
+  }, 30_000);
+  afterAll(() => app?.stop());
+
+  /** One raw exchange; Bun.serve gives the app a relative req.url when the Host is missing. */
+  const exchange = (head: string): Promise<string> =>
+    new Promise((resolve) => {
+      const u = new URL(app.url);
+      let out = '';
+      const sock = connect(Number(u.port), u.hostname, () => sock.write(head));
+      const timer = setTimeout(() => sock.destroy(), 2_000);
+      sock.on('data', (c: Buffer) => (out += c.toString('latin1')));
+      sock.on('error', () => undefined);
+      sock.on('close', () => {
+        clearTimeout(timer);
+        resolve(out);
+      });
+    });
+  const count = async (): Promise<number> => body(await rawRequest(app.url, 'GET', '/handled'))['handled'] as number;
+
+  it('is refused 400 by the middleware, so no path the decision picks can differ from the one Hono runs; the handler never runs', async () => {
+    const t = await token();
+    const before = await count();
+    // Hono cuts a relative URL's path at the first "/" after index (first ":") + 4: this one it
+    // routes to /v2/room/42, while the old target rule (cut after the first segment) decided on
+    // the public /v2/capabilities: the room handler ran without authentication.
+    const confused = await exchange('GET /x/v2/capabilities?a=:123/v2/room/42 HTTP/1.0\r\n\r\n');
+    expect(confused.startsWith('HTTP/1.1 400 '), confused.slice(0, 100)).toBe(true);
+    expect(confused).toContain('"reason":"bad_request"');
+    const plain = await exchange(`GET /abc/v2/room/42 HTTP/1.0\r\nAuthorization: Bearer ${t}\r\n\r\n`);
+    expect(plain.startsWith('HTTP/1.1 400 '), plain.slice(0, 100)).toBe(true);
+    expect(await count()).toBe(before);
+    // With a Host, the same request is decided as usual.
+    expect((await exchange(`GET /v2/room/42 HTTP/1.0\r\nHost: x\r\nAuthorization: Bearer ${t}\r\n\r\n`)).startsWith('HTTP/1.1 200 ')).toBe(true);
+    expect(await count()).toBe(before + 1);
+  });
 });
 
 const DIST = join(ROOT, 'dist/doors/hono/index.js');

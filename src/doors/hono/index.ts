@@ -5,9 +5,10 @@
  *  - `scopegate(options)` validates its options once, synchronously (options.ts): a bad config
  *    throws `ScopegateConfigError` with the issues `scopegate check` prints. The token verifier is
  *    built on the first request (one shared promise; `await mw.ready()` builds it at start-up).
- *  - The decision sees the request target as `c.req.url` gives it (path and query after the
- *    authority): a WHATWG-normalised URL, so — as with the Bun door — dot segments and `\` were
- *    resolved by the runtime before the route table sees them (the app routes the same spelling).
+ *  - The decision sees the request target as `c.req.url` gives it (path and query from where
+ *    Hono's router starts its path, target.ts): a WHATWG-normalised URL, so — as with the Bun door —
+ *    dot segments and `\` were resolved by the runtime before the route table sees them (the app
+ *    routes the same spelling). A relative `c.req.url` (Bun.serve, no usable Host) is refused 400.
  *  - Denied: the §2 response (status, envelope, WWW-Authenticate, Allow, Retry-After, rate-limit
  *    headers, X-Request-Id) and the handler never runs. auth_test: the 202, handler never runs.
  *  - Allowed: `c.get('scopegate')` is the principal, `next()` runs, then the rate-limit headers
@@ -39,6 +40,7 @@ import { createRateLimiter } from '../../ratelimit/policy.js';
 import type { RateLimitStore } from '../../ratelimit/store.js';
 import type { Clock, Principal } from '../../types.js';
 import { compileOptions, ScopegateConfigError, type ScopegateOptions } from './options.js';
+import { requestTarget } from './target.js';
 
 export { ScopegateConfigError } from './options.js';
 export type { FileOptions, InlineOptions, RuntimeOptions, ScopegateOptions } from './options.js';
@@ -117,7 +119,12 @@ export function scopegate(options: ScopegateOptions): ScopegateMiddleware {
     try {
       const got = getCore();
       k = got instanceof Promise ? await got : got;
-      const decided = k.decider.decide(factsOf(c, clientIp));
+      const facts = factsOf(c, clientIp);
+      if (facts === null) {
+        const r = renderError(new GatewayError('bad_request', { why: 'no usable Host: the server handed over a relative URL' }), renderOpts);
+        return c.body(r.body, r.status as ContentfulStatusCode, { ...r.headers, 'x-request-id': requestId });
+      }
+      const decided = k.decider.decide(facts);
       d = decided instanceof Promise ? await decided : decided;
     } catch (e) {
       return fail(c, requestId, e);
@@ -157,12 +164,10 @@ function setHeaders(h: Headers, rate: Readonly<Record<string, string>>, requestI
   if (!h.has('x-request-id')) h.set('x-request-id', requestId);
 }
 
-/** The request as the decision needs it, from what a Fetch `Request` keeps. */
-function factsOf(c: Context, clientIp: (c: Context) => string): RequestFacts {
-  const url = c.req.url;
-  // c.req.url is absolute; the target is what follows the authority (Request.url has no fragment).
-  const slash = url.indexOf('/', url.indexOf('//') + 2);
-  const target = slash === -1 ? '/' : url.slice(slash);
+/** The request as the decision needs it, from what a Fetch `Request` keeps; null when `c.req.url` is not absolute (target.ts). */
+function factsOf(c: Context, clientIp: (c: Context) => string): RequestFacts | null {
+  const target = requestTarget(c.req.url);
+  if (target === null) return null;
   const auth = c.req.header('authorization');
   let ip = '';
   try {
