@@ -13,11 +13,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { serve, type ServerType } from '@hono/node-server';
 import { Hono } from 'hono';
-import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { scopegate } from '../../src/doors/hono/index.js';
 import { TEST_ISSUER, TEST_SECRET } from '../helpers/gateway.js';
-import { rawRequest, type RawResponse } from '../helpers/http.js';
+import { rawExchange, rawRequest, type RawResponse } from '../helpers/http.js';
 import { BUN, ROOT } from '../helpers/process.js';
 import { hsToken } from '../helpers/tokens.js';
 
@@ -253,19 +252,7 @@ describe('behind Bun.serve, a request without a usable Host', () => {
   afterAll(() => app?.stop());
 
   /** One raw exchange; Bun.serve gives the app a relative req.url when the Host is missing. */
-  const exchange = (head: string): Promise<string> =>
-    new Promise((resolve) => {
-      const u = new URL(app.url);
-      let out = '';
-      const sock = connect(Number(u.port), u.hostname, () => sock.write(head));
-      const timer = setTimeout(() => sock.destroy(), 2_000);
-      sock.on('data', (c: Buffer) => (out += c.toString('latin1')));
-      sock.on('error', () => undefined);
-      sock.on('close', () => {
-        clearTimeout(timer);
-        resolve(out);
-      });
-    });
+  const exchange = (head: string): Promise<string> => rawExchange(app.url, head);
   const count = async (): Promise<number> => body(await rawRequest(app.url, 'GET', '/handled'))['handled'] as number;
 
   it('is refused 400 by the middleware, so no path the decision picks can differ from the one Hono runs; the handler never runs', async () => {

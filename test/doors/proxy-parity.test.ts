@@ -11,7 +11,7 @@ import { connect } from 'node:net';
 import { WebSocket } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { baseConfig, TEST_SECRET } from '../helpers/gateway.js';
-import { rawRequest } from '../helpers/http.js';
+import { rawExchange, rawRequest } from '../helpers/http.js';
 import { spawnGateway, type GatewayProcess, type Runtime } from '../helpers/process.js';
 import { hsToken, nowS, tempDir, type TempDir } from '../helpers/tokens.js';
 import { closedPortUrl, startUpstream, type Upstream } from '../helpers/upstream.js';
@@ -328,22 +328,6 @@ describe('the Node and Bun doors answer alike (SPEC §8)', () => {
     for (const r of RUNTIMES) expect((await send(r, 'GET', '/v2/capabilities')).status).toBe(200);
   });
 });
-
-/** Writes `bytes` as they are on a fresh connection; resolves with everything read until the peer closes (or 2 s). */
-function rawExchange(base: string, bytes: string): Promise<string> {
-  const u = new URL(base);
-  return new Promise((resolve) => {
-    let out = '';
-    const sock = connect(Number(u.port), u.hostname, () => sock.write(bytes, 'latin1'));
-    const timer = setTimeout(() => sock.destroy(), 2_000);
-    sock.on('data', (c: Buffer) => (out += c.toString('latin1')));
-    sock.on('error', () => undefined);
-    sock.on('close', () => {
-      clearTimeout(timer);
-      resolve(out);
-    });
-  });
-}
 
 /** Both doors still answer a plain public request: nothing above took either process down. */
 async function bothAlive(): Promise<void> {

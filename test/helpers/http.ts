@@ -7,6 +7,7 @@
  *   expect(r.status).toBe(200); JSON.parse(r.body);
  */
 import { request, type IncomingHttpHeaders } from 'node:http';
+import { connect } from 'node:net';
 
 export interface RawResponse {
   status: number;
@@ -30,5 +31,28 @@ export function rawRequest(
     });
     req.on('error', reject);
     req.end(body);
+  });
+}
+
+/**
+ * Writes `bytes` (latin1, exactly as given: bad framing, bare LFs, missing Host) on a fresh
+ * connection and resolves with everything read until the peer closes, or after `waitMs`.
+ *
+ * @example
+ *   const out = await rawExchange(gw.url, 'GET /v2/room/42 HTTP/1.0\r\n\r\n');
+ *   expect(out.startsWith('HTTP/1.1 401 ')).toBe(true);
+ */
+export function rawExchange(base: string, bytes: string, waitMs = 2_000): Promise<string> {
+  const u = new URL(base);
+  return new Promise((resolve) => {
+    let out = '';
+    const sock = connect(Number(u.port), u.hostname, () => sock.write(bytes, 'latin1'));
+    const timer = setTimeout(() => sock.destroy(), waitMs);
+    sock.on('data', (c: Buffer) => (out += c.toString('latin1')));
+    sock.on('error', () => undefined);
+    sock.on('close', () => {
+      clearTimeout(timer);
+      resolve(out);
+    });
   });
 }
