@@ -32,6 +32,8 @@ beforeAll(async () => {
   up = await startUpstream({
     routes: {
       '/v2/slow': { kind: 'slow', delayMs: 3_000 },
+      // Takes the request head, then never reads the body and never answers.
+      '/v2/stuck': { kind: 'handler', fn: (req) => void req.pause() },
       '/v2/cookies': { kind: 'respond', status: 201, headers: { 'set-cookie': ['a=1', 'b=2'], connection: 'x-internal', 'x-internal': 'secret', 'keep-alive': 'timeout=5' }, body: 'made' },
     },
   });
@@ -66,6 +68,9 @@ beforeAll(async () => {
   - id: echo
     path: /v2/echo
     methods: [POST, PUT]
+  - id: stuck
+    path: /v2/stuck
+    methods: [PUT]
   - id: dead
     path: /v2/dead
     methods: [GET]
@@ -239,6 +244,36 @@ describe('the Node and Bun doors answer alike (SPEC §8)', () => {
       await rec.done;
       expect(rec.body.length).toBe(chunks * 1024);
       expect(rec.body.subarray(-1).toString()).toBe(String.fromCharCode(48 + chunks - 1));
+    }
+  });
+
+  it('an upstream that stops reading the body is still bounded by timeout_ms: 504, not a held connection', async () => {
+    const t = await mint({ sub: 'u', client_type: 'user' });
+    const size = 64 * 1024 * 1024; // far more than the socket buffers between the door and the upstream
+    for (const r of RUNTIMES) {
+      const u = new URL(doors.get(r)!.url);
+      const out = await new Promise<string>((resolve) => {
+        let got = '';
+        const sock = connect(Number(u.port), u.hostname, async () => {
+          sock.write(`PUT /v2/stuck HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${t}\r\nContent-Length: ${size}\r\n\r\n`);
+          const chunk = Buffer.alloc(256 * 1024, 120);
+          for (let sent = 0; sent < size && !sock.destroyed && got === ''; sent += chunk.length) {
+            if (!sock.write(chunk)) await new Promise((res) => { sock.once('drain', res); sock.once('close', res); });
+          }
+        });
+        const timer = setTimeout(() => sock.destroy(), 15_000);
+        sock.on('data', (c: Buffer) => {
+          got += c.toString('latin1');
+          if (got.includes('\r\n\r\n')) {
+            clearTimeout(timer);
+            sock.destroy();
+          }
+        });
+        sock.on('error', () => undefined);
+        sock.on('close', () => resolve(got));
+      });
+      // Without a bound the exchange would hang until the 15 s guard above cut it, with no answer.
+      expect(out.startsWith('HTTP/1.1 504 '), `${r}: ${out.slice(0, 120)}`).toBe(true);
     }
   });
 

@@ -98,19 +98,25 @@ interface BodyEvents {
   ended(): void;
   /** fetch waited longer than the idle bound for the client's next bytes. */
   stalled(): void;
+  /** fetch took no chunk for `heldMs`: the upstream stopped reading the body. */
+  heldBack(): void;
 }
 
 /**
  * The client's body as fetch reads it, one chunk per pull, telling `events` when the upload starts
  * and ends. The idle timer runs only while fetch has asked for a chunk and the client has not sent
- * it: time the client is held back by the upstream's backpressure (fetch not pulling) never counts.
+ * it: time the client is held back by the upstream's backpressure (fetch not pulling) never counts
+ * there. That time is bounded too: fetch taking no chunk for `heldMs` (the upstream's `timeout_ms`)
+ * means the upstream stopped reading, as undici's `headersTimeout` bounds it on the Node door.
  */
-function watchBody(src: ReadableStream<Uint8Array>, idleMs: number, events: BodyEvents): ReadableStream<Uint8Array> {
+function watchBody(src: ReadableStream<Uint8Array>, idleMs: number, heldMs: number, events: BodyEvents): ReadableStream<Uint8Array> {
   const reader = src.getReader();
   let started = false;
+  let held: ReturnType<typeof setTimeout> | undefined;
   return new ReadableStream<Uint8Array>(
     {
       async pull(ctrl) {
+        clearTimeout(held);
         if (!started) {
           started = true;
           events.started();
@@ -127,9 +133,11 @@ function watchBody(src: ReadableStream<Uint8Array>, idleMs: number, events: Body
           events.ended();
         } else {
           ctrl.enqueue(r.value);
+          held = setTimeout(() => events.heldBack(), heldMs);
         }
       },
       cancel(reason) {
+        clearTimeout(held);
         return reader.cancel(reason);
       },
     },
@@ -189,7 +197,7 @@ export function createBunForwarder(upstreams: Record<string, UpstreamConfig>, de
       const method = req.method;
       const hasBody = req.body !== null && method !== 'GET' && method !== 'HEAD';
       const upload = hasBody
-        ? watchBody(req.body!, idleMs, {
+        ? watchBody(req.body!, idleMs, entry.config.timeout_ms, {
             started() {
               if (timer === undefined) return;
               clearTimeout(timer);
@@ -205,6 +213,9 @@ export function createBunForwarder(upstreams: Record<string, UpstreamConfig>, de
             stalled() {
               stalled = true;
               abort.abort(BODY_STALLED);
+            },
+            heldBack() {
+              if (!answered && !timedOut && !stalled) expire();
             },
           })
         : null;
