@@ -6,7 +6,7 @@
  *    throws `ScopegateConfigError` with the issues `scopegate check` prints. The token verifier is
  *    built on the first request (one shared promise; `await mw.ready()` builds it at start-up).
  *  - The decision sees the request target as `c.req.url` gives it (path and query from where
- *    Hono's router starts its path, target.ts): a WHATWG-normalised URL, so — as with the Bun door —
+ *    Hono's router starts its path, http/url-target.ts): a WHATWG-normalised URL, so — as with the Bun door —
  *    dot segments and `\` were resolved by the runtime before the route table sees them (the app
  *    routes the same spelling). A relative `c.req.url` (Bun.serve, no usable Host) is refused 400.
  *  - Denied: the §2 response (status, envelope, WWW-Authenticate, Allow, Retry-After, rate-limit
@@ -35,12 +35,12 @@ import { createTokenVerifier, type TokenVerifier } from '../../auth/verify-token
 import type { LoadedConfig } from '../../config/parse.js';
 import { createDecider, type Decider, type Decision, type RequestFacts } from '../../core/decide.js';
 import { ConfigError, GatewayError, renderError, type RenderOptions } from '../../errors.js';
+import { targetOfUrl } from '../../http/url-target.js';
 import { createMemoryStore } from '../../ratelimit/memory-store.js';
 import { createRateLimiter } from '../../ratelimit/policy.js';
 import type { RateLimitStore } from '../../ratelimit/store.js';
 import type { Clock, Principal } from '../../types.js';
 import { compileOptions, ScopegateConfigError, type ScopegateOptions } from './options.js';
-import { requestTarget } from './target.js';
 
 export { ScopegateConfigError } from './options.js';
 export type { FileOptions, InlineOptions, RuntimeOptions, ScopegateOptions } from './options.js';
@@ -164,9 +164,9 @@ function setHeaders(h: Headers, rate: Readonly<Record<string, string>>, requestI
   if (!h.has('x-request-id')) h.set('x-request-id', requestId);
 }
 
-/** The request as the decision needs it, from what a Fetch `Request` keeps; null when `c.req.url` is not absolute (target.ts). */
+/** The request as the decision needs it, from what a Fetch `Request` keeps; null when `c.req.url` is not absolute (http/url-target.ts). */
 function factsOf(c: Context, clientIp: (c: Context) => string): RequestFacts | null {
-  const target = requestTarget(c.req.url);
+  const target = targetOfUrl(c.req.url);
   if (target === null) return null;
   const auth = c.req.header('authorization');
   let ip = '';
