@@ -14,7 +14,7 @@
  * Responses are never decompressed or followed (redirects go back to the client as sent).
  *
  * @example
- *   const fwd = createBunForwarder(config.upstreams, { render: (e) => renderError(e, { realm: 'api' }) });
+ *   const fwd = createBunForwarder(config.upstreams, { render: (e) => renderError(e, { realm: 'api' }), bodyIdleTimeoutMs: config.listen.body_idle_timeout_ms });
  *   const r = await fwd.forward(req, { upstream: 'default', pathAndQuery: '/v2/room', headers, responseHeaders });
  *   return r.response; // r.status, r.upstreamMs, r.error
  */
@@ -48,8 +48,8 @@ export interface BunForwarder {
 export interface BunForwarderDeps {
   render: (err: GatewayError) => RenderedError;
   clock?: Clock;
-  /** Longest wait for the client's next request-body bytes, ms (`listen.body_idle_timeout_ms`; default 30000). */
-  bodyIdleTimeoutMs?: number;
+  /** Longest wait for the client's next request-body bytes, ms (`listen.body_idle_timeout_ms`). */
+  bodyIdleTimeoutMs: number;
   onUpstreamError?: (err: Error, code: ErrorCode) => void;
 }
 
@@ -87,9 +87,6 @@ function headerInit(h: Record<string, string | string[]>): Record<string, string
   }
   return out;
 }
-
-/** `listen.body_idle_timeout_ms`'s default. */
-const DEFAULT_BODY_IDLE_TIMEOUT_MS = 30_000;
 
 interface BodyEvents {
   /** fetch asked for the first chunk: the upload has begun. */
@@ -147,7 +144,7 @@ function watchBody(src: ReadableStream<Uint8Array>, idleMs: number, heldMs: numb
 
 export function createBunForwarder(upstreams: Record<string, UpstreamConfig>, deps: BunForwarderDeps): BunForwarder {
   const clock = deps.clock ?? systemClock;
-  const idleMs = deps.bodyIdleTimeoutMs ?? DEFAULT_BODY_IDLE_TIMEOUT_MS;
+  const idleMs = deps.bodyIdleTimeoutMs;
   const entries = new Map<string, { config: UpstreamConfig; origin: string; prefix: string }>();
   for (const [name, config] of Object.entries(upstreams)) {
     const url = new URL(config.url);
@@ -159,9 +156,9 @@ export function createBunForwarder(upstreams: Record<string, UpstreamConfig>, de
     return e;
   };
 
-  function failure(code: ErrorCode, err: unknown, opts: BunForwardOptions, start: number): BunForwardResult {
-    const gwErr = new GatewayError(code, { why: describe(err) });
-    deps.onUpstreamError?.(err instanceof Error ? err : new Error(String(err)), code);
+  /** The rendered failure; an upstream's is reported, a stalled client body (request_timeout) is not (as in proxy/forward.ts). */
+  function failure(gwErr: GatewayError, err: unknown, opts: BunForwardOptions, start: number): BunForwardResult {
+    if (gwErr.code !== 'request_timeout') deps.onUpstreamError?.(err instanceof Error ? err : new Error(String(err)), gwErr.code);
     const r = deps.render(gwErr);
     return {
       response: new Response(r.body, { status: r.status, headers: { ...r.headers, ...opts.responseHeaders } }),
@@ -237,13 +234,8 @@ export function createBunForwarder(upstreams: Record<string, UpstreamConfig>, de
         if (req.signal.aborted && !timedOut && !stalled) {
           return { response: new Response(null, { status: CLIENT_CLOSED_REQUEST }), status: CLIENT_CLOSED_REQUEST, upstreamMs: clock() - start, aborted: true };
         }
-        if (stalled) {
-          // The client's fault, not the upstream's: not reported as an upstream error.
-          const gwErr = new GatewayError('request_timeout', { why: 'the request body paused longer than body_idle_timeout_ms' });
-          const r = deps.render(gwErr);
-          return { response: new Response(r.body, { status: r.status, headers: { ...r.headers, ...opts.responseHeaders } }), status: r.status, upstreamMs: clock() - start, error: gwErr };
-        }
-        return failure(timedOut ? 'upstream_timeout' : 'upstream_unavailable', err, opts, start);
+        if (stalled) return failure(new GatewayError('request_timeout', { why: 'the request body paused longer than body_idle_timeout_ms' }), err, opts, start);
+        return failure(new GatewayError(timedOut ? 'upstream_timeout' : 'upstream_unavailable', { why: describe(err) }), err, opts, start);
       }
       answered = true;
       clearTimeout(timer);
