@@ -23,6 +23,8 @@ let dir: TempDir;
 /** The doors' config as written, for tests that start another pair with one setting changed. */
 let configText = '';
 const doors = new Map<Runtime, GatewayProcess>();
+/** Bytes /v2/firehose has handed to its socket so far (the last request's). */
+let firehoseSent = 0;
 
 function mint(claims: Record<string, unknown>): Promise<string> {
   return hsToken(TEST_SECRET, { iss: 'scopegate-test', aud: 'api', iat: nowS(), exp: nowS() + 3600, ...claims });
@@ -34,6 +36,50 @@ beforeAll(async () => {
       '/v2/slow': { kind: 'slow', delayMs: 3_000 },
       // Takes the request head, then never reads the body and never answers.
       '/v2/stuck': { kind: 'handler', fn: (req) => void req.pause() },
+      '/v2/reset-mid-body': { kind: 'stream', chunks: ['first part;', 'second part;'], intervalMs: 30, thenReset: true },
+      // Announces 100 bytes, sends 11, then resets / goes silent: a short body with a length.
+      '/v2/short/reset': { kind: 'handler', fn: (req, res) => {
+        res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '100' });
+        res.write('first part;', () => setTimeout(() => req.socket.destroy(), 30));
+      } },
+      '/v2/short/silent': { kind: 'handler', fn: (_req, res) => {
+        res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '100' });
+        res.write('first part;');
+      } },
+      // Bodies without a Content-Type, one with a length and one chunked.
+      '/v2/untyped': { kind: 'handler', fn: (req, res) => {
+        if (req.url?.includes('empty')) {
+          res.writeHead(200, { 'content-length': '0' });
+          res.end();
+        } else if (req.url?.includes('chunked')) {
+          res.writeHead(200);
+          res.write('part one;');
+          setTimeout(() => res.end('part two'), 20);
+        } else {
+          res.writeHead(200, { 'content-length': '5' });
+          res.end('plain');
+        }
+      } },
+      // Up to 512 MiB, written only as fast as the gateway takes it; firehoseSent counts it.
+      '/v2/firehose': { kind: 'handler', fn: (_req, res) => {
+        const chunk = Buffer.alloc(64 * 1024, 0x61);
+        res.writeHead(200, { 'content-type': 'application/octet-stream' });
+        let sent = 0;
+        const pump = (): void => {
+          while (sent < 512 * 1024 * 1024 && !res.destroyed) {
+            sent += chunk.length;
+            firehoseSent = sent;
+            if (!res.write(chunk)) return void res.once('drain', pump);
+          }
+          res.end();
+        };
+        pump();
+      } },
+      // Sends the head and one chunk, then nothing: neither more body nor the end of it.
+      '/v2/silent-mid-body': { kind: 'handler', fn: (_req, res) => {
+        res.writeHead(200, { 'content-type': 'text/plain' });
+        res.write('first part;');
+      } },
       '/v2/cookies': { kind: 'respond', status: 201, headers: { 'set-cookie': ['a=1', 'b=2'], connection: 'x-internal', 'x-internal': 'secret', 'keep-alive': 'timeout=5' }, body: 'made' },
     },
   });
@@ -77,6 +123,21 @@ beforeAll(async () => {
     upstream: dead
   - id: events
     path: /v2/events
+    methods: [GET]
+  - id: reset-mid-body
+    path: /v2/reset-mid-body
+    methods: [GET]
+  - id: silent-mid-body
+    path: /v2/silent-mid-body
+    methods: [GET]
+  - id: short
+    path: /v2/short/{how}
+    methods: [GET]
+  - id: untyped
+    path: /v2/untyped
+    methods: [GET]
+  - id: firehose
+    path: /v2/firehose
     methods: [GET]`,
   }).replace(/upstreams:\n/, `upstreams:\n  dead: { url: "${dead}" }\n`).replace(/timeout_ms: \d+/, 'timeout_ms: 1000');
   configText = text;
@@ -315,6 +376,63 @@ describe('the Node and Bun doors answer alike (SPEC §8)', () => {
     expect(JSON.parse(slow.bun.body)).toEqual(JSON.parse(slow.node.body));
   });
 
+  it('cuts the client off (never a clean end) when the upstream resets mid-body or goes silent for timeout_ms, and the access line says so', async () => {
+    const t = await mint({ sub: 'u', client_type: 'user' });
+    for (const [path, reason] of [['/v2/reset-mid-body', 'upstream_unavailable'], ['/v2/silent-mid-body', 'upstream_timeout']] as const) {
+      for (const r of RUNTIMES) {
+        const id = `${path.slice(4)}-${r}`;
+        const started = Date.now();
+        // Read until the door closes the connection (the upstream never ends the silent body).
+        const wire = await rawExchange(doors.get(r)!.url, `GET ${path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${t}\r\nX-Request-Id: ${id}\r\n\r\n`, 8_000);
+        const what = `${r} ${path}: ${JSON.stringify(wire)}`;
+        expect(wire.startsWith('HTTP/1.1 200 '), what).toBe(true);
+        expect(wire, what).toContain('first part;');
+        // Chunked, and never the last chunk: the client cannot take the cut body for the whole one.
+        expect(wire.toLowerCase(), what).toContain('transfer-encoding: chunked');
+        expect(wire.endsWith('0\r\n\r\n'), what).toBe(false);
+        // The silent one is cut by timeout_ms (1 s here), not by the 8 s this test would wait.
+        expect(Date.now() - started, what).toBeLessThan(6_000);
+        const line = JSON.parse(await doors.get(r)!.waitForLine(new RegExp(`"request_id":"${id}"`), 5_000)) as Record<string, unknown>;
+        expect(line, what).toMatchObject({ status: 200, decision: 'upstream_error', reason });
+      }
+    }
+  });
+
+  it('leaves a body without a Content-Type unlabelled: with a length, chunked or empty', async () => {
+    const t = await mint({ sub: 'u', client_type: 'user' });
+    for (const path of ['/v2/untyped', '/v2/untyped?chunked=1', '/v2/untyped?empty=1']) {
+      const s = await both('GET', path, { authorization: `Bearer ${t}` });
+      const n = expectSame(s);
+      expect(n.status, path).toBe(200);
+      expect(n.headers['content-type'], path).toBeUndefined();
+      expect(s.bun.body, path).toBe(s.node.body);
+    }
+  });
+
+  it('holds the upstream back while the client does not read (backpressure), and drops it when the client leaves mid-body', async () => {
+    const t = await mint({ sub: 'u', client_type: 'user' });
+    for (const r of RUNTIMES) {
+      const before = up.requests.length;
+      const u = new URL(doors.get(r)!.url);
+      const sock = connect(Number(u.port), u.hostname);
+      let head = '';
+      sock.once('data', (c: Buffer) => {
+        head = c.toString('latin1', 0, 12);
+        sock.pause(); // read nothing more
+      });
+      sock.write(`GET /v2/firehose HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${t}\r\n\r\n`);
+      const rec = await up.waitForRequest(before + 1);
+      await new Promise((res) => setTimeout(res, 2_000));
+      expect(head, r).toBe('HTTP/1.1 200');
+      // Socket buffers on both legs and the door's own hold some MiB; not the 512 MiB on offer.
+      expect(firehoseSent, r).toBeLessThan(64 * 1024 * 1024);
+      sock.destroy();
+      await rec.done;
+      expect(rec.clientClosed, r).toBe(true);
+    }
+    await bothAlive();
+  });
+
   it('aborts the upstream request when the client hangs up', async () => {
     const t = await mint({ sub: 'u', client_type: 'user' });
     for (const r of RUNTIMES) {
@@ -520,5 +638,24 @@ describe('where the doors differ, and why (docs/doors.md)', () => {
     // Bun: the matched path is the forwarded path, so the route table still decides what is served.
     expect(s.bun.status).toBe(200);
     expect(s.bun.upstream!.url).toBe('/v2/room/42');
+  });
+
+  it('a body with a Content-Length up to 64 KiB that fails mid-way: the Node door has sent 200 and cuts it, the Bun door (which reads it whole first) answers 502 / 504', async () => {
+    const t = await mint({ sub: 'u', client_type: 'user' });
+    for (const [path, reason, status] of [['/v2/short/reset', 'upstream_unavailable', 502], ['/v2/short/silent', 'upstream_timeout', 504]] as const) {
+      const id = (r: Runtime) => `${path.slice(4).replace("/", "-")}-${r}`;
+      const request = (r: Runtime) =>
+        rawExchange(doors.get(r)!.url, `GET ${path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${t}\r\nX-Request-Id: ${id(r)}\r\n\r\n`, 6_000);
+      const node = await request('node');
+      expect(node.startsWith('HTTP/1.1 200 '), node).toBe(true);
+      expect(node.endsWith('first part;'), node).toBe(true); // 11 of the 100 bytes announced, then closed
+      const bun = await request('bun');
+      expect(bun.startsWith(`HTTP/1.1 ${status} `), bun).toBe(true);
+      expect(JSON.parse(bun.slice(bun.indexOf('\r\n\r\n') + 4))).toMatchObject({ error: { reason } });
+      for (const r of RUNTIMES) {
+        const line = JSON.parse(await doors.get(r)!.waitForLine(new RegExp(`"request_id":"${id(r)}"`), 5_000)) as Record<string, unknown>;
+        expect(line, r).toMatchObject({ status: r === 'node' ? 200 : status, decision: 'upstream_error', reason });
+      }
+    }
   });
 });

@@ -63,3 +63,16 @@ export function bun(): BunRuntime {
   if (!b) throw new TypeError('the Bun door runs on Bun only (bun dist/cli.js serve)');
   return b;
 }
+
+/** The controller of Bun's `type: 'direct'` ReadableStream: writes go straight to the sink. */
+export interface BunDirectController {
+  /** A promise when the sink is full: awaiting it is the backpressure. */
+  write(data: Uint8Array): number | Promise<number>;
+  close(error?: Error): void;
+}
+
+/** A `type: 'direct'` stream (Bun only): Bun.serve calls `pull` once; its rejection errors the response. */
+export function directStream(pull: (ctrl: BunDirectController) => Promise<void>): ReadableStream<Uint8Array> {
+  return new ReadableStream({ type: 'direct', pull } as never) as ReadableStream<Uint8Array>;
+}
+

@@ -46,6 +46,11 @@ interface Tunnel {
   client: BunServerWebSocket<Tunnel> | undefined;
 }
 
+/** Set by handle when it answers with a relayed upstream body: the access line waits for its end. */
+interface Pending {
+  bodyEnded: Promise<void> | undefined;
+}
+
 /** Bun caps idleTimeout at 255 s. */
 const BUN_MAX_IDLE_S = 255;
 
@@ -130,7 +135,7 @@ export async function startBunGateway(opts: StartOptions): Promise<RunningGatewa
     return new Response(r.body, { status: r.status, headers: { ...r.headers, ...(rec ? { 'x-request-id': rec.requestId } : {}) } });
   };
 
-  async function handle(req: Request, server: BunServer, rec: AccessRecord, g: Generation): Promise<Response | undefined> {
+  async function handle(req: Request, server: BunServer, rec: AccessRecord, g: Generation, pending: Pending): Promise<Response | undefined> {
     const cfg = g.loaded.config;
     const own: Record<string, string> = { 'x-request-id': rec.requestId };
     const target = rec.url ?? '/';
@@ -185,19 +190,27 @@ export async function startBunGateway(opts: StartOptions): Promise<RunningGatewa
     const result = await g.forwarder.forward(req, { upstream: d.upstream, pathAndQuery: d.pathAndQuery, headers, responseHeaders: own });
     rec.status = result.status;
     rec.upstreamMs = result.upstreamMs;
-    const upstreamError = result.error?.code === 'upstream_unavailable' || result.error?.code === 'upstream_timeout' ? result.error.code : undefined;
-    // As on the Node door (app.ts): a client that paused its body too long cost the upstream
-    // nothing measurable, and is the client's refusal, not an upstream error.
-    metrics.observeUpstream({
-      route: d.route.id,
-      upstream: d.upstream,
-      ...(result.aborted || result.error?.code === 'request_timeout' ? {} : { seconds: result.upstreamMs / 1000 }),
-      ...(upstreamError ? { error: upstreamError } : {}),
-    });
-    if (result.error) {
-      rec.decision = result.error.code === 'request_timeout' ? 'denied' : 'upstream_error';
-      rec.reason = result.error.code;
-    }
+    const routeId = d.route.id;
+    const upstream = d.upstream;
+    // Recorded once the exchange is over, as the Node door does when its forward resolves: at the
+    // end of a relayed body, so a failure mid-body is an upstream error in the log and the metrics.
+    const record = (error: GatewayError | undefined, aborted: boolean | undefined): void => {
+      const upstreamError = error?.code === 'upstream_unavailable' || error?.code === 'upstream_timeout' ? error.code : undefined;
+      // As on the Node door (app.ts): a client that paused its body too long cost the upstream
+      // nothing measurable, and is the client's refusal, not an upstream error.
+      metrics.observeUpstream({
+        route: routeId,
+        upstream,
+        ...(aborted || error?.code === 'request_timeout' ? {} : { seconds: result.upstreamMs / 1000 }),
+        ...(upstreamError ? { error: upstreamError } : {}),
+      });
+      if (error) {
+        rec.decision = error.code === 'request_timeout' ? 'denied' : 'upstream_error';
+        rec.reason = error.code;
+      }
+    };
+    if (result.bodyEnded === undefined) record(result.error, result.aborted);
+    else pending.bodyEnded = result.bodyEnded.then((o) => record(o.error, o.aborted));
     return result.response;
   }
 
@@ -309,7 +322,17 @@ export async function startBunGateway(opts: StartOptions): Promise<RunningGatewa
           access.finish(r, res?.status ?? 101);
           return res;
         };
-        return handle(req, server, r, g).then(done, (err: unknown) => done(internalError(r, err)));
+        const pending: Pending = { bodyEnded: undefined };
+        return handle(req, server, r, g, pending).then(
+          (res) => {
+            if (pending.bodyEnded === undefined) return done(res);
+            // The access line waits for the relayed body to end.
+            const finish = () => void done(res);
+            void pending.bodyEnded.then(finish, finish);
+            return res;
+          },
+          (err: unknown) => done(internalError(r, err)),
+        );
       } catch (err) {
         return internalError(rec, err);
       }
