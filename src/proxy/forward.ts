@@ -59,7 +59,7 @@ import { GatewayError } from '../errors.js';
 import type { ErrorCode, RenderedError } from '../errors.js';
 import { systemClock } from '../types.js';
 import type { Clock } from '../types.js';
-import { responseHeaderList } from './upstream-headers.js';
+import { invalidStatus, responseHeaderList } from './upstream-headers.js';
 import { createWsProxy } from './websocket.js';
 
 export interface ForwardOptions {
@@ -611,6 +611,8 @@ class Exchange implements Dispatcher.DispatchHandler, Waiter, Timed {
 
   onResponseStart(_c: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
     if (statusCode < 200) return; // 103 Early Hints and the like are not relayed
+    // undici's parser takes any three digits; a status past 599 is no HTTP answer (RFC 9110 §15).
+    if (statusCode > 599) return this.fail(new GatewayError('upstream_unavailable', { why: invalidStatus(statusCode) }));
     this.stage = 'responding';
     this.stopClock();
     this.upstreamMs = this.env.clock() - this.start;

@@ -384,3 +384,13 @@ export function withoutHopByHopHeaders(h: Headers, own: Readonly<Record<string, 
   for (const name in own) h.set(name, own[name]!);
   return h;
 }
+
+/**
+ * Why an upstream's final status is refused (502 on both doors): undici's parser and Bun's fetch
+ * take any three digits, but a status past 599 is no HTTP answer (RFC 9110 §15).
+ *
+ * @example invalidStatus(999) // 'the upstream answered with status 999, outside 200-599'
+ */
+export function invalidStatus(status: number): string {
+  return `the upstream answered with status ${status}, outside 200-599`;
+}

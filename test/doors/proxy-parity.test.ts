@@ -7,7 +7,8 @@
  * it) are tested as such at the end and written down in docs/doors.md.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { connect } from 'node:net';
+import { once } from 'node:events';
+import { connect, createServer, type AddressInfo, type Server } from 'node:net';
 import { WebSocket } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { baseConfig, TEST_SECRET } from '../helpers/gateway.js';
@@ -23,6 +24,16 @@ let dir: TempDir;
 /** The doors' config as written, for tests that start another pair with one setting changed. */
 let configText = '';
 const doors = new Map<Runtime, GatewayProcess>();
+let rawUp: Server;
+/** What the raw upstream writes for /v2/raw/<name>, byte for byte, before it closes. */
+const RAW_ANSWERS: Record<string, string> = {
+  status999: 'HTTP/1.1 999 Weird\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok',
+  'cl-and-te': 'HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n',
+  'bare-cr-header': 'HTTP/1.1 200 OK\r\nX-A: a\rb\r\nContent-Length: 2\r\n\r\nok',
+  garbage: 'not http at all\r\n\r\n',
+  'early-hints': 'HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok',
+  'close-delimited': 'HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nno length, ends at close',
+};
 /** Bytes /v2/firehose has handed to its socket so far (the last request's). */
 let firehoseSent = 0;
 
@@ -83,6 +94,15 @@ beforeAll(async () => {
       '/v2/cookies': { kind: 'respond', status: 201, headers: { 'set-cookie': ['a=1', 'b=2'], connection: 'x-internal', 'x-internal': 'secret', 'keep-alive': 'timeout=5' }, body: 'made' },
     },
   });
+  // An upstream that writes whatever bytes a test names (framing no HTTP library would send).
+  rawUp = createServer((sock) => {
+    sock.on('error', () => undefined);
+    sock.once('data', (d: Buffer) => {
+      const path = d.toString('latin1').split(' ')[1] ?? '';
+      sock.end(RAW_ANSWERS[path.slice('/v2/raw/'.length)] ?? 'HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n');
+    });
+  }).listen(0, '127.0.0.1');
+  await once(rawUp, 'listening');
   dir = await tempDir();
   const dead = await closedPortUrl();
   const text = baseConfig({
@@ -138,8 +158,12 @@ beforeAll(async () => {
     methods: [GET]
   - id: firehose
     path: /v2/firehose
-    methods: [GET]`,
-  }).replace(/upstreams:\n/, `upstreams:\n  dead: { url: "${dead}" }\n`).replace(/timeout_ms: \d+/, 'timeout_ms: 1000');
+    methods: [GET]
+  - id: raw
+    path: /v2/raw/{answer}
+    methods: [GET]
+    upstream: raw`,
+  }).replace(/upstreams:\n/, `upstreams:\n  dead: { url: "${dead}" }\n  raw: { url: "http://127.0.0.1:${(rawUp.address() as AddressInfo).port}" }\n`).replace(/timeout_ms: \d+/, 'timeout_ms: 1000');
   configText = text;
   const file = await dir.write('gateway.yaml', text);
   await Promise.all(RUNTIMES.map(async (r) => doors.set(r, await spawnGateway(file, { runtime: r }))));
@@ -147,6 +171,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await Promise.all([...doors.values()].map((d) => d.kill()));
+  rawUp?.close();
   await up?.close();
   await dir?.cleanup();
 });
@@ -590,6 +615,39 @@ describe('hostile requests get the same answer from both doors (SPEC §3, §5)',
     await bothAlive();
   });
 
+  it('an upstream answer no HTTP library should take is 502 on both; odd but valid framing is relayed alike', async () => {
+    const t = await mint({ sub: 'u', client_type: 'user' });
+    for (const name of ['status999', 'cl-and-te', 'bare-cr-header', 'garbage']) {
+      const s = await both('GET', `/v2/raw/${name}`, { authorization: `Bearer ${t}` });
+      const n = expectSame(s);
+      expect(n.status, name).toBe(502);
+      expect(JSON.parse(s.bun.body), name).toMatchObject({ error: { reason: 'upstream_unavailable' } });
+    }
+    for (const [name, body] of [['early-hints', 'ok'], ['close-delimited', 'no length, ends at close']]) {
+      const s = await both('GET', `/v2/raw/${name}`, { authorization: `Bearer ${t}` });
+      expect(expectSame(s).status, name).toBe(200);
+      expect(s.node.body, name).toBe(body);
+      expect(s.bun.body, name).toBe(body);
+    }
+    await bothAlive();
+  });
+
+  it('CONNECT is refused in the same words on both doors, never forwarded (OPTIONS * is a parser refusal on Bun: below)', async () => {
+    for (const head of ['CONNECT upstream.internal:443 HTTP/1.1\r\nHost: upstream.internal:443']) {
+      const out: Record<string, string> = {};
+      for (const r of RUNTIMES) {
+        const before = up.requests.length;
+        out[r] = await rawExchange(doors.get(r)!.url, `${head}\r\nConnection: close\r\n\r\n`);
+        expect(up.requests.length, r).toBe(before);
+      }
+      const body = (w: string) => JSON.parse(w.slice(w.indexOf('\r\n\r\n') + 4)) as unknown;
+      expect(out['node']!.startsWith('HTTP/1.1 400 '), out['node']).toBe(true);
+      expect(out['bun']!.startsWith('HTTP/1.1 400 '), out['bun']).toBe(true);
+      expect(body(out['bun']!)).toEqual(body(out['node']!));
+      expect(JSON.stringify(body(out['node']!))).toContain('origin-form');
+    }
+  });
+
   it('an oversized token, an encoded NUL and an encoded CRLF in the path are refused alike, never forwarded', async () => {
     const big = `Bearer ${'a'.repeat(3_000)}.${'b'.repeat(3_000)}.c`; // over tokens.max_token_bytes, under the header limit
     for (const [path, headers] of [
@@ -616,6 +674,7 @@ describe('where the doors differ, and why (docs/doors.md)', () => {
       ['a space in a header name', 'GET /v2/room/42 HTTP/1.1\r\nHost: x\r\nBad Name: 1\r\n\r\n', 400, 400],
       ['a control byte in a header value', 'GET /v2/room/42 HTTP/1.1\r\nHost: x\r\nX-A: a\u0001b\r\n\r\n', 400, 400],
       ['Content-Length with Transfer-Encoding', 'POST /v2/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n', 400, 400],
+      ['the asterisk form (OPTIONS *)', 'OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n', 400, 400],
     ];
     for (const [name, bytes, nodeStatus, bunStatus] of cases) {
       const before = up.requests.length;

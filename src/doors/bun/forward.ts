@@ -25,7 +25,7 @@
  */
 import type { UpstreamConfig } from '../../config/schema.js';
 import { GatewayError, type ErrorCode, type RenderedError } from '../../errors.js';
-import { withoutHopByHopHeaders } from '../../proxy/upstream-headers.js';
+import { invalidStatus, withoutHopByHopHeaders } from '../../proxy/upstream-headers.js';
 import { systemClock, type Clock } from '../../types.js';
 import { directStream } from './bun-api.js';
 
@@ -320,13 +320,26 @@ export function createBunForwarder(upstreams: Record<string, UpstreamConfig>, de
       answered = true;
       clearTimeout(timer);
       const upstreamMs = clock() - start;
+      // Refused as undici refuses them on the Node door: a status that is no HTTP answer, and a
+      // response framed both ways (RFC 9112 §6.3: a smuggling signal; undici will not parse it).
+      const length = res.headers.get('content-length');
+      const refusal =
+        res.status < 200 || res.status > 599
+          ? invalidStatus(res.status)
+          : length !== null && res.headers.has('transfer-encoding')
+            ? 'the upstream response has both Content-Length and Transfer-Encoding'
+            : undefined;
+      if (refusal !== undefined) {
+        clientSignal.removeEventListener('abort', onClientGone);
+        void res.body?.cancel().catch(() => undefined);
+        return failure(new GatewayError('upstream_unavailable', { why: refusal }), new Error(refusal), opts, start);
+      }
       const headers = withoutHopByHopHeaders(new Headers(res.headers), opts.responseHeaders);
       const body = method === 'HEAD' || res.status === 204 || res.status === 304 ? null : res.body;
       if (body === null) {
         clientSignal.removeEventListener('abort', onClientGone);
         return { response: new Response(null, { status: res.status, statusText: res.statusText, headers }), status: res.status, upstreamMs };
       }
-      const length = res.headers.get('content-length');
       // Bun.serve labels a body from memory application/octet-stream when it has no type; the Node
       // door (and the upstream) send none, so an untyped body is relayed (an empty one sent as none).
       const typed = res.headers.has('content-type');

@@ -25,6 +25,7 @@ import { buildCoreGeneration, createReloader, readinessOf, type CoreGeneration }
 import { createAccessLog } from '../../gateway/access.js';
 import { describeTls, MIN_TLS_VERSION, sameTls, tlsForGeneration, type TlsFiles } from '../../gateway/tls.js';
 import { createForwarder, type Forwarder } from '../../proxy/forward.js';
+import { checkTarget } from '../../routing/path-safety.js';
 import type { RunningGateway, StartOptions } from '../../server.js';
 
 /** One configuration's worth of request-handling state: the shared core plus the Node door's parts. */
@@ -155,7 +156,9 @@ export async function startNodeGateway(opts: StartOptions): Promise<RunningGatew
   let arriving: http.IncomingMessage | undefined;
   const refuseMalformed = (err: unknown): Response => {
     const incoming = arriving;
-    const why = err instanceof Error ? err.message : 'malformed request';
+    // A target that is not origin-form (CONNECT host:443, `*`) gets the decision's own words, as
+    // on the Bun door, rather than @hono/node-server's "Invalid URL".
+    const why = (incoming?.url !== undefined ? checkTarget(incoming.url) : null) ?? (err instanceof Error ? err.message : 'malformed request');
     const r = refuseEarly(new GatewayError('bad_request', { why }), {
       requestId: requestIdOf(incoming?.headers['x-request-id']),
       method: incoming?.method,
