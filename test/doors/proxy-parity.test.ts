@@ -159,6 +159,9 @@ beforeAll(async () => {
   - id: firehose
     path: /v2/firehose
     methods: [GET]
+  - id: get-body
+    path: /v2/get-body
+    methods: [GET]
   - id: raw
     path: /v2/raw/{answer}
     methods: [GET]
@@ -648,6 +651,19 @@ describe('hostile requests get the same answer from both doors (SPEC §3, §5)',
     }
   });
 
+  it('a repeated Content-Length is refused alike (Bun.serve merges it; Node refuses it), never forwarded', async () => {
+    const t = await mint({ sub: 'u', client_type: 'user' });
+    const out: Record<string, string> = {};
+    for (const r of RUNTIMES) {
+      const before = up.requests.length;
+      out[r] = await rawExchange(doors.get(r)!.url, `PUT /v2/echo HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${t}\r\nContent-Length: 3\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc`);
+      expect(up.requests.length, r).toBe(before);
+      expect(out[r]!.startsWith('HTTP/1.1 400 '), `${r}: ${out[r]}`).toBe(true);
+    }
+    const body = (w: string) => JSON.parse(w.slice(w.indexOf('\r\n\r\n') + 4)) as unknown;
+    expect(body(out['bun']!)).toEqual(body(out['node']!));
+  });
+
   it('an oversized token, an encoded NUL and an encoded CRLF in the path are refused alike, never forwarded', async () => {
     const big = `Bearer ${'a'.repeat(3_000)}.${'b'.repeat(3_000)}.c`; // over tokens.max_token_bytes, under the header limit
     for (const [path, headers] of [
@@ -714,6 +730,50 @@ describe('where the doors differ, and why (docs/doors.md)', () => {
       for (const r of RUNTIMES) {
         const line = JSON.parse(await doors.get(r)!.waitForLine(new RegExp(`"request_id":"${id(r)}"`), 5_000)) as Record<string, unknown>;
         expect(line, r).toMatchObject({ status: r === 'node' ? 200 : status, decision: 'upstream_error', reason });
+      }
+    }
+  });
+
+  it('a GET with a body: the Node door forwards it with its body, the Bun door refuses it (Bun\'s fetch takes no GET body), neither drops the body silently', async () => {
+    const t = await mint({ sub: 'u', client_type: 'user' });
+    const bytes = (r: Runtime) => `GET /v2/get-body HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${t}\r\nX-Test-Door: ${r}\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello`;
+    let before = up.requests.length;
+    const node = await rawExchange(doors.get('node')!.url, bytes('node'));
+    expect(node.startsWith('HTTP/1.1 200 '), node).toBe(true);
+    expect(up.requests[before]?.body.toString()).toBe('hello');
+    before = up.requests.length;
+    const bun = await rawExchange(doors.get('bun')!.url, bytes('bun'));
+    expect(bun.startsWith('HTTP/1.1 400 '), bun).toBe(true);
+    expect(bun).toContain('cannot be forwarded by the Bun door');
+    expect(up.requests.length).toBe(before);
+    // No body (or an empty one) is the ordinary GET on both.
+    for (const r of RUNTIMES) {
+      const plain = await rawExchange(doors.get(r)!.url, `GET /v2/get-body HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${t}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`);
+      expect(plain.startsWith('HTTP/1.1 200 '), `${r}: ${plain}`).toBe(true);
+    }
+  });
+
+  it('what Bun.serve refuses and the Node door forwards: trailers after a chunked body (400), more than ~200 header fields (431)', async () => {
+    const t = await mint({ sub: 'u', client_type: 'user' });
+    const many = Array.from({ length: 250 }, (_, i) => `X-H${i}: v`).join('\r\n');
+    for (const [name, bytes, bunStatus] of [
+      ['trailers', `PUT /v2/echo HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${t}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\nX-Trailer: t\r\n\r\n`, 400],
+      ['250 header fields', `PUT /v2/echo HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${t}\r\n${many}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`, 431],
+    ] as const) {
+      let before = up.requests.length;
+      const node = await rawExchange(doors.get('node')!.url, bytes);
+      expect(node.startsWith('HTTP/1.1 200 '), `${name} (node): ${node.slice(0, 80)}`).toBe(true);
+      expect(up.requests.length, name).toBe(before + 1);
+      before = up.requests.length;
+      const bun = await rawExchange(doors.get('bun')!.url, bytes);
+      expect(bun.startsWith(`HTTP/1.1 ${bunStatus} `), `${name} (bun): ${bun.slice(0, 80)}`).toBe(true);
+      // Bun may have started the upstream request before its parser met the trailer: then the
+      // upstream saw that upload aborted, never a complete request.
+      const got = up.requests[before];
+      if (got) {
+        await got.done;
+        expect(got.bodyComplete, name).toBe(false);
+        expect(got.clientClosed, name).toBe(true);
       }
     }
   });

@@ -138,7 +138,19 @@ export async function startBunGateway(opts: StartOptions): Promise<RunningGatewa
   async function handle(req: Request, server: BunServer, rec: AccessRecord, g: Generation, pending: Pending): Promise<Response | undefined> {
     const cfg = g.loaded.config;
     const own: Record<string, string> = { 'x-request-id': rec.requestId };
+    const refuse = (why: string): Response => {
+      const r = renderError(new GatewayError('bad_request', { why }), { realm: cfg.realm, docsUrl: cfg.docs_url });
+      rec.status = r.status;
+      rec.reason = 'bad_request';
+      rec.decision = 'denied';
+      rec.why = why;
+      return new Response(r.body, { status: r.status, headers: { ...r.headers, ...own } });
+    };
     const target = rec.url ?? '/';
+    // Bun.serve takes a repeated Content-Length and shows it merged ("3, 3"); Node's parser refuses
+    // it, and so does this door, in the same words (fetch would fail on it as an upstream error).
+    const length = req.headers.get('content-length');
+    if (length !== null && length.includes(',')) return refuse('malformed HTTP request (HPE_UNEXPECTED_CONTENT_LENGTH)');
     if (g.forwardAuth && g.forwardAuth.matches(target.split('?', 1)[0]!)) {
       let r = g.forwardAuth.handle({ method: req.method, target, headers: headerRecord(req.headers), clientIp: rec.clientIp, requestId: rec.requestId });
       if (r instanceof Promise) r = await r;
@@ -166,6 +178,11 @@ export async function startBunGateway(opts: StartOptions): Promise<RunningGatewa
         if (d.error.status >= 500) logger.warn({ request_id: rec.requestId, reason: d.error.code, why: d.error.detail.why }, 'gateway refused with 5xx');
       }
       return new Response(r.body, { status: r.status, headers: { ...r.headers, ...own } });
+    }
+    // Bun's fetch refuses a body on GET and HEAD, and dropping it would change what the request
+    // asks (a search without its query): such a request is refused, not forwarded without it.
+    if ((req.method === 'GET' || req.method === 'HEAD') && (req.headers.has('transfer-encoding') || (length !== null && length !== '0'))) {
+      return refuse(`a ${req.method} request with a body cannot be forwarded by the Bun door (Bun's fetch refuses one)`);
     }
     rec.decision = d.outcome;
     if (g.tokenService !== undefined && d.principal?.tokenId !== undefined && d.principal.issuerName === g.tokenService.issuerName) g.tokenService.usage.seen(d.principal.tokenId);
