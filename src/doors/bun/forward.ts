@@ -359,8 +359,8 @@ export function createBunForwarder(upstreams: Record<string, UpstreamConfig>, de
         clientSignal.removeEventListener('abort', onClientGone);
         return { response: new Response(typed ? bytes : null, { status: res.status, statusText: res.statusText, headers }), status: res.status, upstreamMs };
       }
-      // Any other body is relayed as it arrives, through a JavaScript stream (which Bun.serve leaves
-      // unlabelled, as it does not a fetched body passed on as it is).
+      // Any other body is relayed as it arrives, through a JavaScript stream: Bun.serve leaves such
+      // a body unlabelled, where it would label a fetched body passed on as it is.
       let settle!: (o: BunBodyOutcome) => void;
       const bodyEnded = new Promise<BunBodyOutcome>((resolve) => (settle = resolve));
       let ended = false;
