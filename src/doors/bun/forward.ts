@@ -76,6 +76,11 @@ export interface BunForwarderDeps {
 export const CLIENT_CLOSED_REQUEST = 499;
 
 const TIMED_OUT = 'scopegate: upstream timeout';
+
+/** The client hung up before the door answered: nothing is sent, the access line says 499. */
+function clientLeft(upstreamMs: number): BunForwardResult {
+  return { response: new Response(null, { status: CLIENT_CLOSED_REQUEST }), status: CLIENT_CLOSED_REQUEST, upstreamMs, aborted: true };
+}
 const BODY_STALLED = 'scopegate: request body stalled';
 
 function describe(err: unknown): string {
@@ -175,7 +180,8 @@ export const BUFFERED_BODY_MAX = 64 * 1024;
  * The upstream's response body relayed to the client through a Bun direct stream: each chunk is
  * written as it arrives and the next one is read only once the client's socket took it (Bun's
  * backpressure holds the upstream back). No chunk within `idleMs` while the relay waits for one
- * aborts the upstream exchange, as undici's bodyTimeout does on the Node door. A failure rejects
+ * aborts the upstream exchange (`expire`, forward's own), as undici's bodyTimeout does on the
+ * Node door. A failure rejects
  * the pull, which makes Bun.serve cut the client's connection instead of ending the response
  * cleanly; `end` hears how the body ended, once.
  */
@@ -183,15 +189,11 @@ function relayBody(
   src: ReadableStream<Uint8Array>,
   idleMs: number,
   abort: AbortController,
+  expire: () => void,
   clientSignal: AbortSignal,
   end: (outcome: BunBodyOutcome, err?: unknown) => void,
 ): ReadableStream<Uint8Array> {
   const reader = src.getReader();
-  let timedOut = false;
-  const expire = () => {
-    timedOut = true;
-    abort.abort(TIMED_OUT);
-  };
   return directStream(async (ctrl) => {
     for (;;) {
       const idle = setTimeout(expire, idleMs);
@@ -200,6 +202,8 @@ function relayBody(
         r = await reader.read();
       } catch (err) {
         clearTimeout(idle);
+        // Whichever end aborted first named the reason: `expire` names TIMED_OUT.
+        const timedOut = abort.signal.reason === TIMED_OUT;
         if (clientSignal.aborted && !timedOut) end({ aborted: true });
         else end({ error: new GatewayError(timedOut ? 'upstream_timeout' : 'upstream_unavailable', { why: `response body: ${describe(err)}` }) }, err);
         throw err;
@@ -270,6 +274,7 @@ export function createBunForwarder(upstreams: Record<string, UpstreamConfig>, de
       const onClientGone = () => abort.abort(clientSignal.reason);
       if (clientSignal.aborted) onClientGone();
       else clientSignal.addEventListener('abort', onClientGone, { once: true });
+      const detach = () => clientSignal.removeEventListener('abort', onClientGone);
       const signal = abort.signal;
       const method = req.method;
       const hasBody = req.body !== null && method !== 'GET' && method !== 'HEAD';
@@ -310,9 +315,9 @@ export function createBunForwarder(upstreams: Record<string, UpstreamConfig>, de
         } as RequestInit);
       } catch (err) {
         clearTimeout(timer);
-        clientSignal.removeEventListener('abort', onClientGone);
+        detach();
         if (clientSignal.aborted && !timedOut && !stalled) {
-          return { response: new Response(null, { status: CLIENT_CLOSED_REQUEST }), status: CLIENT_CLOSED_REQUEST, upstreamMs: clock() - start, aborted: true };
+          return clientLeft(clock() - start);
         }
         if (stalled) return failure(new GatewayError('request_timeout', { why: 'the request body paused longer than body_idle_timeout_ms' }), err, opts, start);
         return failure(new GatewayError(timedOut ? 'upstream_timeout' : 'upstream_unavailable', { why: describe(err) }), err, opts, start);
@@ -330,14 +335,14 @@ export function createBunForwarder(upstreams: Record<string, UpstreamConfig>, de
             ? 'the upstream response has both Content-Length and Transfer-Encoding'
             : undefined;
       if (refusal !== undefined) {
-        clientSignal.removeEventListener('abort', onClientGone);
+        detach();
         void res.body?.cancel().catch(() => undefined);
         return failure(new GatewayError('upstream_unavailable', { why: refusal }), new Error(refusal), opts, start);
       }
       const headers = withoutHopByHopHeaders(new Headers(res.headers), opts.responseHeaders);
       const body = method === 'HEAD' || res.status === 204 || res.status === 304 ? null : res.body;
       if (body === null) {
-        clientSignal.removeEventListener('abort', onClientGone);
+        detach();
         return { response: new Response(null, { status: res.status, statusText: res.statusText, headers }), status: res.status, upstreamMs };
       }
       // Bun.serve labels a body from memory application/octet-stream when it has no type; the Node
@@ -351,12 +356,12 @@ export function createBunForwarder(upstreams: Record<string, UpstreamConfig>, de
           bytes = await res.arrayBuffer();
         } catch (err) {
           clearTimeout(timer);
-          clientSignal.removeEventListener('abort', onClientGone);
-          if (clientSignal.aborted && !timedOut) return { response: new Response(null, { status: CLIENT_CLOSED_REQUEST }), status: CLIENT_CLOSED_REQUEST, upstreamMs, aborted: true };
+          detach();
+          if (clientSignal.aborted && !timedOut) return clientLeft(upstreamMs);
           return failure(new GatewayError(timedOut ? 'upstream_timeout' : 'upstream_unavailable', { why: `response body: ${describe(err)}` }), err, opts, start);
         }
         clearTimeout(timer);
-        clientSignal.removeEventListener('abort', onClientGone);
+        detach();
         return { response: new Response(typed ? bytes : null, { status: res.status, statusText: res.statusText, headers }), status: res.status, upstreamMs };
       }
       // Any other body is relayed as it arrives, through a JavaScript stream: Bun.serve leaves such
@@ -364,10 +369,10 @@ export function createBunForwarder(upstreams: Record<string, UpstreamConfig>, de
       let settle!: (o: BunBodyOutcome) => void;
       const bodyEnded = new Promise<BunBodyOutcome>((resolve) => (settle = resolve));
       let ended = false;
-      const relayed = relayBody(body, entry.config.timeout_ms, abort, clientSignal, (outcome, err) => {
+      const relayed = relayBody(body, entry.config.timeout_ms, abort, expire, clientSignal, (outcome, err) => {
         if (ended) return;
         ended = true;
-        clientSignal.removeEventListener('abort', onClientGone);
+        detach();
         if (outcome.error) deps.onUpstreamError?.(err instanceof Error ? err : new Error(String(err)), outcome.error.code);
         settle(outcome);
       });

@@ -21,6 +21,7 @@ import { createAdminApp, type ReadinessCheck } from '../../admin.js';
 import type { RequestFacts } from '../../core/decide.js';
 import { GatewayError, renderError } from '../../errors.js';
 import { createAccessLog, requestIdOf, type AccessRecord } from '../../gateway/access.js';
+import type { Decision as DecisionLabel } from '../../observability/metrics.js';
 import type { LoadedConfig } from '../../config/load.js';
 import { prepareStart } from '../../gateway/start.js';
 import { buildCoreGeneration, createReloader, readinessOf, type CoreGeneration } from '../../gateway/generation.js';
@@ -135,16 +136,22 @@ export async function startBunGateway(opts: StartOptions): Promise<RunningGatewa
     return new Response(r.body, { status: r.status, headers: { ...r.headers, ...(rec ? { 'x-request-id': rec.requestId } : {}) } });
   };
 
+  /** The door's own refusal of a request, in the envelope, with what its access line records. */
+  const refusal = (rec: AccessRecord, g: Generation, err: GatewayError, own: Record<string, string>, decision: DecisionLabel): Response => {
+    const cfg = g.loaded.config;
+    const r = renderError(err, { realm: cfg.realm, docsUrl: cfg.docs_url });
+    rec.status = r.status;
+    rec.decision = decision;
+    rec.reason = err.code;
+    return new Response(r.body, { status: r.status, headers: { ...r.headers, ...own } });
+  };
+
   async function handle(req: Request, server: BunServer, rec: AccessRecord, g: Generation, pending: Pending): Promise<Response | undefined> {
     const cfg = g.loaded.config;
     const own: Record<string, string> = { 'x-request-id': rec.requestId };
     const refuse = (why: string): Response => {
-      const r = renderError(new GatewayError('bad_request', { why }), { realm: cfg.realm, docsUrl: cfg.docs_url });
-      rec.status = r.status;
-      rec.reason = 'bad_request';
-      rec.decision = 'denied';
       rec.why = why;
-      return new Response(r.body, { status: r.status, headers: { ...r.headers, ...own } });
+      return refusal(rec, g, new GatewayError('bad_request', { why }), own, 'denied');
     };
     const target = rec.url ?? '/';
     // Bun.serve takes a repeated Content-Length and shows it merged ("3, 3"); Node's parser refuses
@@ -282,12 +289,7 @@ export async function startBunGateway(opts: StartOptions): Promise<RunningGatewa
       }
       const code = outcome === 'timeout' ? 'upstream_timeout' : 'upstream_unavailable';
       metrics.observeUpstream({ route: routeId, upstream: upstreamName, seconds: rec.upstreamMs / 1000, error: code });
-      const cfg = g.loaded.config;
-      const r = renderError(new GatewayError(code, { why: 'websocket handshake' }), { realm: cfg.realm, docsUrl: cfg.docs_url });
-      rec.status = r.status;
-      rec.decision = 'upstream_error';
-      rec.reason = code;
-      return new Response(r.body, { status: r.status, headers: { ...r.headers, ...own } });
+      return refusal(rec, g, new GatewayError(code, { why: 'websocket handshake' }), own, 'upstream_error');
     }
     metrics.observeUpstream({ route: routeId, upstream: upstreamName, seconds: rec.upstreamMs / 1000 });
     upstream.addEventListener('message', (ev: MessageEvent) => {
@@ -303,12 +305,7 @@ export async function startBunGateway(opts: StartOptions): Promise<RunningGatewa
     if (upstream.protocol) upgradeHeaders['sec-websocket-protocol'] = upstream.protocol;
     if (!server.upgrade<Tunnel>(req, { headers: upgradeHeaders, data: tunnel })) {
       upstream.close();
-      const cfg = g.loaded.config;
-      const r = renderError(new GatewayError('bad_request', { why: 'not a valid WebSocket handshake' }), { realm: cfg.realm, docsUrl: cfg.docs_url });
-      rec.status = r.status;
-      rec.decision = 'denied';
-      rec.reason = 'bad_request';
-      return new Response(r.body, { status: r.status, headers: { ...r.headers, ...own } });
+      return refusal(rec, g, new GatewayError('bad_request', { why: 'not a valid WebSocket handshake' }), own, 'denied');
     }
     rec.status = 101;
     return undefined;
