@@ -77,10 +77,9 @@ export function createTokenCache(opts: TokenCacheOptions): TokenCache {
     max: maxEntries,
     maxSize: maxBytes,
     sizeCalculation: (entry, key) => estimateEntryBytes(key, entry.principal),
-    // lru-cache measures ttl with `perf.now()`; give it our clock so both agree, and no
-    // resolution caching so a moved test clock is seen at once.
-    perf: { now: clock },
-    ttlResolution: 0,
+    // No lru-cache ttl: each entry carries its own expiry, checked on every get (below). An
+    // expired entry would stay until read or evicted either way (no autopurge), and lru-cache's
+    // ttl bookkeeping cost a clock call and a stale check per get on the request path.
   });
 
   return {
@@ -94,7 +93,6 @@ export function createTokenCache(opts: TokenCacheOptions): TokenCache {
     get(key) {
       const e = lru.get(key);
       if (!e) return undefined;
-      // lru-cache's ttl is the first guard; this one holds even if its timing differs by a tick.
       if (clock() >= e.expiresAtMs) {
         lru.delete(key);
         return undefined;
@@ -104,11 +102,8 @@ export function createTokenCache(opts: TokenCacheOptions): TokenCache {
     set(key, principal, expiresAtMs) {
       if (!HASH_KEY.test(key)) throw new TypeError('token cache key must be tokenHash(token), never the token itself');
       const bound = Math.min(principal.exp !== undefined ? principal.exp * 1000 : Infinity, expiresAtMs ?? Infinity);
-      const ttl = bound - clock();
-      if (ttl <= 0) return;
-      const entry: Entry = { principal, expiresAtMs: bound };
-      if (Number.isFinite(ttl)) lru.set(key, entry, { ttl: Math.ceil(ttl) });
-      else lru.set(key, entry);
+      if (bound <= clock()) return;
+      lru.set(key, { principal, expiresAtMs: bound });
     },
     clear() {
       lru.clear();

@@ -30,6 +30,8 @@ export interface MemoryStore extends RateLimitStore {
 interface Entry {
   windowStartMs: number;
   count: number;
+  /** When the entry stops counting, by the injected clock: its window's end (at least 1 ms on). */
+  endMs: number;
 }
 
 /**
@@ -44,15 +46,10 @@ export function createMemoryStore(opts: MemoryStoreOptions): MemoryStore {
   }
   if (typeof opts.clock !== 'function') throw new TypeError('createMemoryStore: clock must be a function');
   const clock = opts.clock;
-  const cache = new LRUCache<string, Entry>({
-    max: opts.maxKeys,
-    // TTL bookkeeping reads the injected clock, not performance.now(); resolution 0 so lru-cache
-    // never caches a reading behind a real-time timer (a frozen test clock must stay exact).
-    perf: { now: clock },
-    ttlResolution: 0,
-    // Placeholder: every set() passes its own ttl (time left in that window).
-    ttl: 1,
-  });
+  // Recency bound only: each entry carries its own end, read with the injected clock (a frozen
+  // test clock stays exact). lru-cache's ttl did the same with two clock reads and a stale check
+  // per get on the request path.
+  const cache = new LRUCache<string, Entry>({ max: opts.maxKeys });
 
   return {
     kind: 'memory',
@@ -60,24 +57,25 @@ export function createMemoryStore(opts: MemoryStoreOptions): MemoryStore {
       return cache.size;
     },
     remainingTtlMs(key) {
-      const left = cache.getRemainingTTL(key);
-      return Number.isFinite(left) && left > 0 ? left : 0;
+      const e = cache.peek(key);
+      return e === undefined ? 0 : Math.max(0, e.endMs - clock());
     },
     increment(key, windowStartMs, windowMs, consume) {
       const add = consume ? 1 : 0;
       const prev = cache.get(key);
-      if (prev !== undefined && prev.windowStartMs >= windowStartMs) {
+      const now = clock();
+      if (prev !== undefined && now < prev.endMs && prev.windowStartMs >= windowStartMs) {
         // The current window (or, when the wall clock stepped back, a newer one: counting into it
         // means a clock step never grants extra budget). Counted in place: the entry already
         // expires at that window's end, and get() has refreshed its recency.
         prev.count += add;
         return prev.count;
       }
-      // No entry, or one from an older window: that older count is worth 0 now.
+      // No entry, one that has ended, or one from an older window: that count is worth 0 now.
       if (add === 0) return 0; // reads create nothing
-      // lru-cache treats ttl 0 as "never expires"; a window that has already ended keeps 1 ms.
-      const ttl = Math.min(windowMs, Math.max(1, windowStartMs + windowMs - clock()));
-      cache.set(key, { windowStartMs, count: add }, { ttl });
+      // A window that has already ended keeps 1 ms.
+      const left = Math.min(windowMs, Math.max(1, windowStartMs + windowMs - now));
+      cache.set(key, { windowStartMs, count: add, endMs: now + left });
       return add;
     },
     ping() {
