@@ -80,7 +80,7 @@ export async function buildCoreGeneration(loaded: LoadedConfig, previous: CoreGe
     clock,
     baseDir: loaded.baseDir,
     observer: {
-      tokenCache: (result) => metrics.tokenCache.inc({ result }),
+      tokenCache: (result) => metrics.countTokenCache(result),
       jwksRefresh: (issuer, result) => metrics.jwksRefresh.inc({ issuer, result }),
     },
     storeKeys: deps.host?.storeKeys,

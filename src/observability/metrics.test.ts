@@ -168,3 +168,21 @@ describe('inflight', () => {
     expect(sample(await m.registry.metrics(), 'scopegate_inflight_requests')).toBe(1);
   });
 });
+
+describe('countTokenCache', () => {
+  it('hands each plain count to scopegate_token_cache_total once, at scrape time', async () => {
+    const m = createMetrics({ processMetrics: false });
+    m.countTokenCache('hit');
+    m.countTokenCache('hit');
+    m.countTokenCache('miss');
+    let text = await m.registry.metrics();
+    expect(sample(text, 'scopegate_token_cache_total{result="hit"}')).toBe(2);
+    expect(sample(text, 'scopegate_token_cache_total{result="miss"}')).toBe(1);
+    expect(sample(text, 'scopegate_token_cache_total{result="disabled"}')).toBe(0);
+    m.countTokenCache('hit');
+    text = await m.registry.metrics();
+    // Counted once: the second scrape adds only what came after the first.
+    expect(sample(text, 'scopegate_token_cache_total{result="hit"}')).toBe(3);
+    expect(sample(text, 'scopegate_token_cache_total{result="miss"}')).toBe(1);
+  });
+});

@@ -31,6 +31,7 @@ export type Decision = (typeof DECISIONS)[number];
 export type RateLimitKind = 'rate' | 'flood';
 /** `scopegate_token_cache_total{result}`. */
 export type TokenCacheResult = 'hit' | 'miss' | 'disabled';
+const TOKEN_CACHE_RESULTS: readonly TokenCacheResult[] = ['hit', 'miss', 'disabled'];
 /** `scopegate_jwks_refresh_total{result}`: `stale` = refresh failed, old keys kept serving. */
 export type JwksRefreshResult = 'success' | 'error' | 'stale';
 /** `scopegate_config_reloads_total{result}`. */
@@ -90,8 +91,10 @@ export interface Metrics {
   readonly rateLimited: Counter<'route' | 'kind'>;
   /** scopegate_rate_limit_store_errors_total; store: 'memory' | 'redis' */
   readonly rateLimitStoreErrors: Counter<'store'>;
-  /** scopegate_token_cache_total; result: TokenCacheResult */
+  /** scopegate_token_cache_total; result: TokenCacheResult (counted with countTokenCache). */
   readonly tokenCache: Counter<'result'>;
+  /** One token-cache lookup: a plain count on the request path, handed to tokenCache at scrape time. */
+  countTokenCache(result: TokenCacheResult): void;
   /** scopegate_jwks_refresh_total; issuer: configured issuer name, result: JwksRefreshResult */
   readonly jwksRefresh: Counter<'issuer' | 'result'>;
   /** scopegate_config_reloads_total; result: ConfigReloadResult */
@@ -158,7 +161,7 @@ export function methodLabel(method: string): MethodLabel {
  *
  * @example
  *   const metrics = createMetrics({ version: pkg.version, processMetrics: false });
- *   metrics.tokenCache.inc({ result: 'hit' });
+ *   metrics.countTokenCache('hit');
  */
 export function createMetrics(opts: CreateMetricsOptions = {}): Metrics {
   const registry = opts.registry ?? new Registry();
@@ -227,11 +230,21 @@ export function createMetrics(opts: CreateMetricsOptions = {}): Metrics {
     labelNames: ['store'] as const,
     registers,
   });
+  // Counted like requests_total: one lookup per request is a plain increment, not a label hash.
+  const tokenCachePending: Record<TokenCacheResult, number> = { hit: 0, miss: 0, disabled: 0 };
   const tokenCache = new Counter({
     name: 'scopegate_token_cache_total',
     help: 'Verified-token cache lookups, by result (hit|miss|disabled).',
     labelNames: ['result'] as const,
     registers,
+    collect() {
+      for (const result of TOKEN_CACHE_RESULTS) {
+        const n = tokenCachePending[result];
+        if (n === 0) continue;
+        this.inc({ result }, n);
+        tokenCachePending[result] = 0;
+      }
+    },
   });
   const jwksRefresh = new Counter({
     name: 'scopegate_jwks_refresh_total',
@@ -315,7 +328,7 @@ export function createMetrics(opts: CreateMetricsOptions = {}): Metrics {
   buildInfo.set({ version: opts.version ?? 'unknown' }, 1);
 
   // Closed-set series start at 0, so rate() and absent-series alerts work from the first scrape.
-  for (const result of ['hit', 'miss', 'disabled'] satisfies TokenCacheResult[]) tokenCache.inc({ result }, 0);
+  for (const result of TOKEN_CACHE_RESULTS) tokenCache.inc({ result }, 0);
   for (const result of ['success', 'error'] satisfies ConfigReloadResult[]) configReloads.inc({ result }, 0);
   internalErrors.inc(0);
 
@@ -331,6 +344,9 @@ export function createMetrics(opts: CreateMetricsOptions = {}): Metrics {
     rateLimited,
     rateLimitStoreErrors,
     tokenCache,
+    countTokenCache(result) {
+      tokenCachePending[result]++;
+    },
     jwksRefresh,
     configReloads,
     internalErrors,
