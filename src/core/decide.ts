@@ -21,7 +21,7 @@ import type { LoadedConfig } from '../config/load.js';
 import { GatewayError, renderError, type RenderOptions, type RenderedError } from '../errors.js';
 import { authTestMode, stripParams } from '../http/raw-query.js';
 import type { LimitDecision, RateLimiter } from '../ratelimit/policy.js';
-import { matchRoute } from '../routing/match-route.js';
+import { createRouteMatcher } from '../routing/match-route.js';
 import { checkTarget } from '../routing/path-safety.js';
 import { NOT_REVOKED_AT, type Clock, type CompiledRoute, type MatchResult, type Principal } from '../types.js';
 
@@ -136,6 +136,7 @@ const NO_HEADERS: Record<string, string> = Object.freeze({}) as Record<string, s
 
 export function createDecider(loaded: LoadedConfig, deps: DeciderDeps): Decider {
   const { config, routes } = loaded;
+  const matchRouteOf = createRouteMatcher(routes);
   const { verifier, limiter, observer, isRevoked, revocationVersion } = deps;
   const renderOpts: RenderOptions = { realm: config.realm, docsUrl: config.docs_url };
   const extractOpts: ExtractOptions = {
@@ -182,7 +183,7 @@ export function createDecider(loaded: LoadedConfig, deps: DeciderDeps): Decider 
     trace?.({ step: 'path_safety', ok: true });
 
     // ── 2: route ──
-    const m = matchRoute(routes, facts.method, rawPath);
+    const m = matchRouteOf(facts.method, rawPath);
     let route: CompiledRoute;
     let params = NO_PARAMS;
     if (m.kind === 'match') {

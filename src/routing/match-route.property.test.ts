@@ -16,7 +16,7 @@ import { describe, expect, it } from 'vitest';
 import type { HttpMethod, RouteConfig } from '../config/schema.js';
 import type { MatchResult } from '../types.js';
 import { compileRoutes } from './compile-routes.js';
-import { matchRoute } from './match-route.js';
+import { createRouteMatcher, matchRoute, MEMO_ENTRIES_MAX, MEMO_PATH_MAX } from './match-route.js';
 import { checkPathSafety, checkTarget } from './path-safety.js';
 
 const route = (path: string, methods?: HttpMethod[], pub = false): RouteConfig => ({
@@ -133,5 +133,45 @@ describe('matchRoute on arbitrary paths', () => {
       }),
       { numRuns: 2000 },
     );
+  });
+});
+
+describe('createRouteMatcher (the memo the decision matches with)', () => {
+  const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'TRACE', 'CONNECT', 'get', 'PATCH'];
+  it('answers every path, first time or remembered, exactly as matchRoute does', () => {
+    const match = createRouteMatcher(table);
+    fc.assert(
+      fc.property(fc.array(fc.tuple(fc.constantFrom(...METHODS), target.map((t) => t.split(/[?#]/, 1)[0]!)), { minLength: 1, maxLength: 20 }), (reqs) => {
+        // Twice over: the second round is answered from the memo.
+        for (const [method, path] of [...reqs, ...reqs]) expect(match(method, path)).toEqual(matchRoute(table, method, path));
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it('hands out parameters no caller can change for the next request', () => {
+    const match = createRouteMatcher(table);
+    const first = match('GET', '/v2/user/bob');
+    if (first.kind !== 'match') throw new Error(`expected a match, got ${first.kind}`);
+    expect(() => {
+      (first.params as Record<string, string>)['id'] = 'mallory';
+    }).toThrow(TypeError);
+    const again = match('GET', '/v2/user/bob');
+    expect(again.kind === 'match' && again.params['id']).toBe('bob');
+  });
+
+  it('stays bounded: long paths are not kept, and a flood of distinct paths starts the memo over', () => {
+    const match = createRouteMatcher(table);
+    const long = `/v2/user/${'x'.repeat(MEMO_PATH_MAX)}`;
+    // Not remembered: two calls give equal but distinct results.
+    expect(match('GET', long)).toEqual(match('GET', long));
+    expect(match('GET', long)).not.toBe(match('GET', long));
+    const kept = match('GET', '/v2/user/first');
+    expect(match('GET', '/v2/user/first')).toBe(kept);
+    for (let i = 0; i < MEMO_ENTRIES_MAX; i++) match('GET', `/v2/user/u${i}`);
+    // The memo filled up and started over: the first path is matched afresh, with the same answer.
+    const after = match('GET', '/v2/user/first');
+    expect(after).not.toBe(kept);
+    expect(after).toEqual(kept);
   });
 });

@@ -77,6 +77,39 @@ export function matchRoute(table: RouteTable, method: string, rawPath: string): 
   return { kind: 'not_found' };
 }
 
+/** Paths longer than this are matched every time, not remembered (the memo stays small). */
+export const MEMO_PATH_MAX = 256;
+/** Distinct method + path pairs remembered; the memo starts over when it is full. */
+export const MEMO_ENTRIES_MAX = 4096;
+
+/**
+ * matchRoute for one table, remembering its answers: a request for a method and path seen
+ * recently is answered with the same result (its `params` frozen, so no caller can change what
+ * the next request gets). Bounded by MEMO_ENTRIES_MAX pairs of paths up to MEMO_PATH_MAX
+ * characters; a flood of distinct paths only makes the memo start over, each of those requests
+ * matched as without it. A table is immutable once compiled, so an answer never goes stale.
+ *
+ * @example
+ *   const match = createRouteMatcher(table);
+ *   match('GET', '/v2/room/42'); // as matchRoute(table, 'GET', '/v2/room/42')
+ */
+export function createRouteMatcher(table: RouteTable): (method: string, rawPath: string) => MatchResult {
+  const memo = new Map<string, MatchResult>();
+  return (method, rawPath) => {
+    if (rawPath.length > MEMO_PATH_MAX) return matchRoute(table, method, rawPath);
+    // A method is an HTTP token and the path has passed checkTarget: neither holds a NUL.
+    const key = `${method}\u0000${rawPath}`;
+    let m = memo.get(key);
+    if (m === undefined) {
+      m = matchRoute(table, method, rawPath);
+      if (m.kind === 'match') Object.freeze(m.params);
+      if (memo.size >= MEMO_ENTRIES_MAX) memo.clear();
+      memo.set(key, m);
+    }
+    return m;
+  };
+}
+
 function matched(route: CompiledRoute, values: readonly string[]): MatchResult {
   // Null prototype: a parameter may legally be called `__proto__` or `constructor`.
   const params: Record<string, string> = Object.create(null) as Record<string, string>;
