@@ -430,17 +430,20 @@ export function createRateLimiter(cfg: RateLimitConfig, deps: { store: RateLimit
     const main = mainPlan(base, input.principal, input.route);
     const flood = floodPlan(base, input.principal, input.route, input.params);
     const plans: WindowPlan[] = flood ? [main, flood] : [main];
-    const failed = (e: unknown) => storeFailure(e, logKey);
+    const consume = input.consume;
     try {
-      const hit = (w: WindowPlan) => store.increment(w.storeKey, Math.floor(now / w.windowMs) * w.windowMs, w.windowMs, input.consume);
       // Issued together so the Redis store's auto-pipelining sends them in one round trip.
-      const counts = plans.map(hit);
-      if (counts.some((c) => c instanceof Promise)) {
-        return Promise.all(counts).then((n) => decide(plans, n, now, input.consume, logKey), failed);
+      const c0 = store.increment(main.storeKey, Math.floor(now / main.windowMs) * main.windowMs, main.windowMs, consume);
+      const c1 = flood ? store.increment(flood.storeKey, Math.floor(now / flood.windowMs) * flood.windowMs, flood.windowMs, consume) : 0;
+      if (c0 instanceof Promise || c1 instanceof Promise) {
+        return Promise.all(flood ? [c0, c1] : [c0]).then(
+          (n) => decide(plans, n, now, consume, logKey),
+          (e: unknown) => storeFailure(e, logKey),
+        );
       }
-      return decide(plans, counts as number[], now, input.consume, logKey);
+      return decide(plans, flood ? [c0, c1] : [c0], now, consume, logKey);
     } catch (e) {
-      return failed(e);
+      return storeFailure(e, logKey);
     }
   }
 
