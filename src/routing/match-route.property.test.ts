@@ -149,7 +149,7 @@ describe('createRouteMatcher (the memo the decision matches with)', () => {
     );
   });
 
-  it('hands out parameters no caller can change for the next request', () => {
+  it('hands out parameters and allowed methods no caller can change for the next request', () => {
     const match = createRouteMatcher(table);
     const first = match('GET', '/v2/user/bob');
     if (first.kind !== 'match') throw new Error(`expected a match, got ${first.kind}`);
@@ -158,6 +158,10 @@ describe('createRouteMatcher (the memo the decision matches with)', () => {
     }).toThrow(TypeError);
     const again = match('GET', '/v2/user/bob');
     expect(again.kind === 'match' && again.params['id']).toBe('bob');
+    const refused = match('PATCH', '/v2/user/bob');
+    if (refused.kind !== 'method_not_allowed') throw new Error(`expected method_not_allowed, got ${refused.kind}`);
+    expect(() => (refused.allow as string[]).push('PATCH')).toThrow(TypeError);
+    expect(match('PATCH', '/v2/user/bob')).toEqual(matchRoute(table, 'PATCH', '/v2/user/bob'));
   });
 
   it('stays bounded: long paths are not kept, and a flood of distinct paths starts the memo over', () => {

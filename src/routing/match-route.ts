@@ -84,8 +84,8 @@ export const MEMO_ENTRIES_MAX = 4096;
 
 /**
  * matchRoute for one table, remembering its answers: a request for a method and path seen
- * recently is answered with the same result (its `params` frozen, so no caller can change what
- * the next request gets). Bounded by MEMO_ENTRIES_MAX pairs of paths up to MEMO_PATH_MAX
+ * recently is answered with the same result (its `params` or `allow` frozen, so no caller can
+ * change what the next request gets). Bounded by MEMO_ENTRIES_MAX pairs of paths up to MEMO_PATH_MAX
  * characters; a flood of distinct paths only makes the memo start over, each of those requests
  * matched as without it. A table is immutable once compiled, so an answer never goes stale.
  *
@@ -102,7 +102,9 @@ export function createRouteMatcher(table: RouteTable): (method: string, rawPath:
     let m = memo.get(key);
     if (m === undefined) {
       m = matchRoute(table, method, rawPath);
+      // Shared by every later request for the pair: what a caller could change is frozen.
       if (m.kind === 'match') Object.freeze(m.params);
+      else if (m.kind === 'method_not_allowed') Object.freeze(m.allow);
       if (memo.size >= MEMO_ENTRIES_MAX) memo.clear();
       memo.set(key, m);
     }
