@@ -412,15 +412,18 @@ describe('the Node and Bun doors answer alike (SPEC §8)', () => {
         const started = Date.now();
         // Read until the door closes the connection (the upstream never ends the silent body).
         const wire = await rawExchange(doors.get(r)!.url, `GET ${path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${t}\r\nX-Request-Id: ${id}\r\n\r\n`, 8_000);
-        const what = `${r} ${path}: ${JSON.stringify(wire)}`;
+        const elapsed = Date.now() - started;
+        // The door's own account first, so that a failure below says whether and when it cut.
+        const logged = await doors.get(r)!.waitForLine(new RegExp(`"request_id":"${id}"`), 5_000).catch((e: Error) => `no access line: ${e.message}`);
+        const what = `${r} ${path} after ${elapsed} ms: ${JSON.stringify(wire)}; door logged ${logged}`;
         expect(wire.startsWith('HTTP/1.1 200 '), what).toBe(true);
         expect(wire, what).toContain('first part;');
         // Chunked, and never the last chunk: the client cannot take the cut body for the whole one.
         expect(wire.toLowerCase(), what).toContain('transfer-encoding: chunked');
         expect(wire.endsWith('0\r\n\r\n'), what).toBe(false);
         // The silent one is cut by timeout_ms (1 s here), not by the 8 s this test would wait.
-        expect(Date.now() - started, what).toBeLessThan(6_000);
-        const line = JSON.parse(await doors.get(r)!.waitForLine(new RegExp(`"request_id":"${id}"`), 5_000)) as Record<string, unknown>;
+        expect(elapsed, what).toBeLessThan(6_000);
+        const line = JSON.parse(logged) as Record<string, unknown>;
         expect(line, what).toMatchObject({ status: 200, decision: 'upstream_error', reason });
       }
     }
