@@ -1,6 +1,13 @@
 import { availableParallelism } from 'node:os';
 import { defineConfig } from 'vitest/config';
 
+function testWorkers(): number {
+  const set = process.env['SCOPEGATE_TEST_WORKERS'];
+  if (set === undefined || set === '') return Math.max(2, availableParallelism() * 2);
+  if (!/^[1-9][0-9]*$/.test(set)) throw new Error(`SCOPEGATE_TEST_WORKERS must be a positive integer, got ${JSON.stringify(set)}`);
+  return Number(set);
+}
+
 export default defineConfig({
   test: {
     include: ['src/**/*.test.ts', 'test/**/*.test.ts'],
@@ -12,7 +19,7 @@ export default defineConfig({
     // Measured on the 2-core CI machine, Node 20, whole suite: 2 workers 375 s wall for 349 s of
     // CPU; 4 workers 180 s for 342 s. SCOPEGATE_TEST_WORKERS overrides it (e.g. 1 to bisect).
     pool: 'forks',
-    maxWorkers: Number(process.env['SCOPEGATE_TEST_WORKERS'] ?? '') || Math.max(2, availableParallelism() * 2),
+    maxWorkers: testWorkers(),
     // One pristine token store, copied for every new store instead of PGlite's initdb.
     globalSetup: ['test/global-setup.ts'],
   },
