@@ -3,7 +3,9 @@ import { defineConfig } from 'vitest/config';
 
 function testWorkers(): number {
   const set = process.env['SCOPEGATE_TEST_WORKERS'];
-  if (set === undefined || set === '') return Math.max(2, availableParallelism() * 2);
+  // At most 8: past that the longest file (proxy-parity, ~45 s) bounds the wall time anyway, and
+  // each worker with the gateways it spawns costs memory.
+  if (set === undefined || set === '') return Math.min(8, Math.max(2, availableParallelism() * 2));
   if (!/^[1-9][0-9]*$/.test(set)) throw new Error(`SCOPEGATE_TEST_WORKERS must be a positive integer, got ${JSON.stringify(set)}`);
   return Number(set);
 }
