@@ -423,6 +423,7 @@ describe('the Node and Bun doors answer alike (SPEC §8)', () => {
         expect(wire.endsWith('0\r\n\r\n'), what).toBe(false);
         // The silent one is cut by timeout_ms (1 s here), not by the 8 s this test would wait.
         expect(elapsed, what).toBeLessThan(6_000);
+        expect(logged.startsWith('{'), what).toBe(true); // else the waitForLine error, not a JSON.parse one
         const line = JSON.parse(logged) as Record<string, unknown>;
         expect(line, what).toMatchObject({ status: 200, decision: 'upstream_error', reason });
       }
