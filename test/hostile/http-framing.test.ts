@@ -161,6 +161,42 @@ describe('Upgrade requests that are not WebSocket handshakes (issue 10 #1, #13)'
     expect(line?.status).toBe(200);
   });
 
+  it('forwards an h2c upgrade that carries a body (curl --http2 -d) with the body, even one that arrives in pieces', async () => {
+    // Node 20 hands such a request to 'upgrade' with its message already ended: feeding the body
+    // into it destroyed the socket, and the client got no answer at all.
+    const t = await mint();
+    const before = up.requests.length;
+    const head = `POST /v2/room/42/notification HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${t}\r\nContent-Type: text/plain\r\nContent-Length: 11\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n`;
+    const r = await exchange([`${head}hello`, ' world']);
+    expect(status(r.data), r.data).toBe(200);
+    const rec = up.requests[before]!;
+    await rec.done;
+    expect(rec.method).toBe('POST');
+    expect(rec.body.toString()).toBe('hello world');
+    expect(up.requests.length).toBe(before + 1);
+    await new Promise((res) => setTimeout(res, 50));
+    const line = gw.logs.map((l) => JSON.parse(l) as { msg: string; status?: number; route?: string }).filter((l) => l.msg === 'request' && l.route === 'send-room-notification').pop();
+    expect(line?.status).toBe(200);
+  });
+
+  it('answers CONNECT with a body with its refusal in the envelope, never an empty close', async () => {
+    const before = up.requests.length;
+    const r = await exchange('CONNECT /v2/room/42 HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello');
+    expect(status(r.data), r.data).toBe(405);
+    expect(r.data).toMatch(/\r\nx-request-id: /i);
+    expect(up.requests.length).toBe(before);
+  });
+
+  it('answers a version-less PRI request line with 400 and an access line (Node drops the socket after the listener returns)', async () => {
+    const before = up.requests.length;
+    const r = await exchange('PRI /v2/capabilities\r\n\r\n');
+    expect(status(r.data), r.data).toBe(400);
+    expect(body(r.data).error.reason).toBe('bad_request');
+    expect(up.requests.length).toBe(before);
+    const line = gw.logs.map((l) => JSON.parse(l) as { msg: string; method?: string; status?: number }).filter((l) => l.msg === 'request' && l.method === 'PRI').pop();
+    expect(line?.status).toBe(400);
+  });
+
   it('counted no internal error through all of the above', async () => {
     const text = await gw.metrics.registry.getSingleMetricAsString('scopegate_internal_errors_total');
     expect(text).toMatch(/scopegate_internal_errors_total 0$/m);

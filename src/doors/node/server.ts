@@ -43,20 +43,34 @@ export function isWebSocketUpgrade(req: http.IncomingMessage): boolean {
 }
 
 /**
- * Node before 24.9 hands every request with `Connection: Upgrade` to the 'upgrade' listener, with
- * the parser detached. An Upgrade that is not a WebSocket handshake is handled as the ordinary
- * request it also is: a ServerResponse on the raw socket (closed after the answer), and a
- * Content-Length body fed from the bytes after the head. A chunked body cannot be framed without
- * the parser: such a request is refused with 400 before anything is decided.
+ * Node before 24.9 hands every request with `Connection: Upgrade` to the 'upgrade' listener, and
+ * every Node hands CONNECT to 'connect', with the parser detached. Such a request that is not a
+ * WebSocket handshake is handled as the ordinary request it also is: a ServerResponse on the raw
+ * socket (closed after the answer), and a Content-Length body fed from the bytes after the head. A
+ * chunked body cannot be framed without the parser: such a request is refused with 400 before
+ * anything is decided.
+ *
+ * The request handed on is a fresh IncomingMessage with the same head: the one Node passes to
+ * those listeners has already ended (its parser saw the message complete at the head), so a body
+ * pushed into it fails with ERR_STREAM_PUSH_AFTER_EOF, which destroys the socket — the client got
+ * no answer at all (`curl --http2 -d …` sends such a request).
  */
 function handleAsPlainRequest(
-  req: http.IncomingMessage,
+  parsed: http.IncomingMessage,
   socket: Duplex,
   head: Buffer,
   listener: (req: http.IncomingMessage, res: http.ServerResponse) => void,
   refuse: (req: http.IncomingMessage, res: http.ServerResponse, why: string) => void,
 ): void {
   socket.on('error', () => socket.destroy());
+  const req = new http.IncomingMessage(socket as import('node:net').Socket);
+  req.method = parsed.method;
+  req.url = parsed.url;
+  req.headers = parsed.headers;
+  req.rawHeaders = parsed.rawHeaders;
+  req.httpVersion = parsed.httpVersion;
+  req.httpVersionMajor = parsed.httpVersionMajor;
+  req.httpVersionMinor = parsed.httpVersionMinor;
   const res = new http.ServerResponse(req);
   res.shouldKeepAlive = false;
   res.assignSocket(socket as import('node:net').Socket);
@@ -67,6 +81,10 @@ function handleAsPlainRequest(
   if (req.headers['transfer-encoding'] !== undefined) return refuse(req, res, 'a chunked body together with Upgrade cannot be framed');
   const declared = Number(req.headers['content-length'] ?? 0);
   let left = Number.isSafeInteger(declared) && declared > 0 ? declared : 0;
+  const ended = (): void => {
+    req.complete = true;
+    req.push(null);
+  };
   const feed = (chunk: Buffer): void => {
     if (left === 0) return;
     const part = chunk.subarray(0, left);
@@ -74,14 +92,11 @@ function handleAsPlainRequest(
     if (part.length > 0 && !req.push(part)) socket.pause();
     if (left === 0) {
       socket.off('data', feed);
-      (req as { complete: boolean }).complete = true;
-      req.push(null);
+      ended();
     }
   };
-  if (left === 0) {
-    (req as { complete: boolean }).complete = true;
-    req.push(null);
-  } else {
+  if (left === 0) ended();
+  else {
     // IncomingMessage._read resumes the socket when the consumer wants more.
     feed(head);
     if (left > 0) socket.on('data', feed);
@@ -169,6 +184,10 @@ export async function startNodeGateway(opts: StartOptions): Promise<RunningGatew
   };
   const honoListener = getRequestListener((req, env) => reloader.current().gateway.fetch(req, env as never), { errorHandler: refuseMalformed });
   const listener = (req: http.IncomingMessage, res: http.ServerResponse) => {
+    // A request line `PRI <target>` without a version (HTTP/0.9 form) parses, but Node destroys
+    // the socket as soon as this listener returns (its HTTP/2-preface guard): only an answer
+    // written now gets out, so it is refused here, with its access line, not left to vanish.
+    if (req.method === 'PRI') return refuseUnframed(req, res, 'PRI is the HTTP/2 connection preface, not a request method');
     // HTTP/1.0 may omit Host (HTTP/1.1 without one is refused by the decision, which counts the
     // raw headers): @hono/node-server needs one to build its URL.
     if (req.headers.host === undefined) {
