@@ -94,8 +94,8 @@ function exchange(url: string, bytes: string, isHead: boolean, waitMs = 2_500): 
   return new Promise((resolve) => {
     let raw = '';
     let done = false;
-    // Interim 1xx responses (one or more) before the final one: a status line, its header lines, a blank line.
-    const INTERIM = /^(?:HTTP\/1\.[01] 1\d\d[^\r\n]*\r\n(?:(?!HTTP\/)[^\r\n]+\r\n)*\r\n)+/;
+    // Interim 1xx responses (one or more; 101 is final) before the final one: a status line, its header lines, a blank line.
+    const INTERIM = /^(?:HTTP\/1\.[01] 1(?!01)\d\d[^\r\n]*\r\n(?:(?!HTTP\/)[^\r\n]+\r\n)*\r\n)+/;
     const finish = (): void => {
       if (done) return;
       done = true;
@@ -111,7 +111,7 @@ function exchange(url: string, bytes: string, isHead: boolean, waitMs = 2_500): 
       const head = rest.slice(0, end).toLowerCase();
       const body = rest.slice(end + 4);
       const status = Number(/^http\/1\.[01] (\d{3})/.exec(head)?.[1] ?? 0);
-      if (isHead || status === 204 || status === 304) return true;
+      if (isHead || status === 101 || status === 204 || status === 304) return true;
       const cl = /\r\ncontent-length: *(\d+)/.exec(head);
       if (cl) return Buffer.byteLength(body, 'latin1') >= Number(cl[1]);
       if (/\r\ntransfer-encoding: *chunked/.test(head)) return body.endsWith('0\r\n\r\n');
@@ -177,6 +177,8 @@ const OTHER_HEADERS = [
   'Connection: close',
   'Connection: keep-alive, X-Auth-Subject',
   'Connection: upgrade\r\nUpgrade: websocket',
+  'Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==',
+  'Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: chat, x-auth-subject',
   'Connection: Upgrade\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA',
   'Expect: 100-continue',
   'Proxy-Authorization: Bearer ALICE',
