@@ -76,6 +76,12 @@ const cases: Case[] = [
   { name: 'rejects a merged Bearer value next to another Bearer value', auth: [`Basic dXNlcjpwYXNz, Bearer ${T}`, `Bearer ${U}`], want: 'token_conflict' },
   { name: 'uses the Bearer token of a merged Basic + Bearer value', auth: [`Basic dXNlcjpwYXNz, Bearer ${T}`], want: { token: T, source: 'header' } },
   { name: 'uses the Bearer token of a merged Bearer + Basic value', auth: [`Bearer ${T}, Basic dXNlcjpwYXNz`], want: { token: T, source: 'header' } },
+  // Several Authorization fields decide as the one value Fetch merges them into (so the Node door,
+  // which sees each field, answers as the Bun and Hono doors, which see the merged value).
+  { name: 'reads a Bearer field followed by an empty one as Fetch merges them ("Bearer t, ": malformed)', auth: [`Bearer ${T}`, ''], want: 'token_malformed' },
+  { name: 'answers that pair as its merged value does', auth: [`Bearer ${T}, `], want: 'token_malformed' },
+  { name: 'reads an empty field followed by a Bearer one as Fetch merges them (", Bearer t": the token)', auth: ['', `Bearer ${T}`], want: { token: T, source: 'header' } },
+  { name: 'answers that pair as its merged value does', auth: [`, Bearer ${T}`], want: { token: T, source: 'header' } },
   { name: 'rejects a Bearer credential containing a comma', auth: [`Bearer ${T},x`], want: 'token_malformed' },
   { name: 'rejects a query token containing a comma', query: 'auth_token=a%2Cb', want: 'token_malformed' },
   { name: 'accepts a token of exactly maxTokenBytes', auth: [`Bearer ${'a'.repeat(64)}`], want: { token: 'a'.repeat(64), source: 'header' } },

@@ -59,7 +59,7 @@ const GLUED_BEARER = /,[ \t]*bearer(?:[ \t]|$)/i;
  * what is forwarded).
  *
  * @param authorization every value of the Authorization header (`req.headersDistinct.authorization`,
- *   or the one merged value a Fetch `Headers` gives)
+ *   or the one merged value a Fetch `Headers` gives); several are merged as Fetch merges them
  * @param rawQuery the raw query string, without `?`
  */
 export function extractToken(
@@ -93,7 +93,12 @@ export function extractTokenGeneral(
   const fromHeader: string[] = [];
   let otherScheme: string | undefined;
   if (useHeader) {
-    for (const value of authorization ?? []) {
+    // Several Authorization fields are read as the one value a Fetch `Headers` (the Bun and Hono
+    // doors) merges them into, joined with ", ": every door decides on the same value. (Read one
+    // by one, `Bearer t` then an empty field was the token t on the Node door, and `Bearer t, `,
+    // a malformed token, on Bun.)
+    const values = authorization !== undefined && authorization.length > 1 ? [authorization.join(', ')] : (authorization ?? []);
+    for (const value of values) {
       for (const item of value.indexOf(',') === -1 ? [value] : value.split(MERGED)) {
         const parsed = parseAuthorization(item);
         if (parsed.bearer) {
