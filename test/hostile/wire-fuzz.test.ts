@@ -9,6 +9,8 @@
  * - nothing reaches the upstream that the route table does not allow: a protected path only with
  *   the identity of a token that may call it (the room token only for its own room), never the
  *   client's own identity headers, never the token itself (forward_token is off here);
+ * - where both doors reached the decision (a 200, 202, 401, 403, 404, 405 or 429 from each), they
+ *   gave the same answer;
  * - the door never answers 500 (a bug path); the Node door answers every request, parser
  *   refusals included (Bun.serve closes on some spellings without a byte: docs/doors.md); both
  *   are still up and serving at the end, with no "unexpected error" in their logs.
@@ -308,6 +310,9 @@ function breach(r: RecordedRequest): string | undefined {
   return undefined;
 }
 
+/** Statuses only the decision gives (a parser never does). */
+const DECIDED = new Set([200, 202, 401, 403, 404, 405, 429]);
+
 /** Statuses seen per door, by which generator sent them. */
 const seen = new Map<string, number>();
 
@@ -319,6 +324,13 @@ async function probe(g: Generated, tag: string): Promise<void> {
   for (const rec of up.requests.slice(before)) {
     const why = breach(rec);
     if (why) throw new Error(`${why}\nrequest sent:\n${JSON.stringify(g.bytes.slice(0, 600))}\nupstream got: ${rec.method} ${rec.url} ${JSON.stringify(rec.headers)}`);
+  }
+  // Where both doors reached the decision, they answer alike (SPEC §8). Their documented
+  // differences (docs/doors.md: URL normalisation, parser refusals, GET bodies) are all a 400 or a
+  // bare parser status on one side, never one decided status against another.
+  const [node, bun] = answers.map(([, a]) => a.status) as [number, number];
+  if (node !== bun && DECIDED.has(node) && DECIDED.has(bun)) {
+    throw new Error(`the doors decided differently: node ${node}, bun ${bun}, for ${JSON.stringify(g.bytes.slice(0, 600))}`);
   }
   for (const [r, a] of answers) {
     const key = `${tag} ${r} ${a.status}`;
