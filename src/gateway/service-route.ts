@@ -9,8 +9,22 @@
  */
 import { checkTarget } from '../routing/path-safety.js';
 import { serviceOutcome, type TokenService } from '../token-service/service.js';
-import type { ForwardAuthResult } from '../doors/forward-auth/handler.js';
+import type { ForwardAuth, ForwardAuthResult } from '../doors/forward-auth/handler.js';
 import type { AccessRecord } from './access.js';
+
+/**
+ * Whether the gateway answers this request itself — the forward-auth endpoint or a token-service
+ * path — instead of deciding it for an upstream. A WebSocket handshake to such a path is the plain
+ * request it also is, on every door (the Bun door checks these paths first; the Node door, which
+ * Node hands handshakes apart, asks this before it treats one as a tunnel).
+ */
+export function answeredInPlace(g: { forwardAuth: ForwardAuth | undefined; tokenService: TokenService | undefined }, method: string, target: string): boolean {
+  if (g.forwardAuth !== undefined) {
+    const q = target.indexOf('?');
+    if (g.forwardAuth.matches(q === -1 ? target : target.slice(0, q))) return true;
+  }
+  return serviceFor(g.tokenService, method, target) !== undefined;
+}
 
 /**
  * The service when it answers `target`: its own path, and a target path safety accepts (an unsafe

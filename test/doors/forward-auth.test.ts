@@ -147,6 +147,25 @@ routes:
   });
 
   it.each([
+    ['WebSocket handshake', { connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-version': '13', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==' }],
+    ['h2c upgrade', { connection: 'Upgrade, HTTP2-Settings', upgrade: 'h2c', 'http2-settings': 'AAMAAABkAAQCAAAAAAIAAAAA' }],
+  ])('answers a sub-request that carries the client\'s %s (front proxies pass Upgrade on) as the question it is, never a tunnel', async (_n, upgrade) => {
+    // The Node door used to hand such a sub-request to its WebSocket path (404, no route), and
+    // to read no headers at all from an h2c one on Node 20.
+    const n = up.requests.length;
+    const t = await mint({ client_type: 'room', room_id: '42' });
+    for (const r of [await traefik('GET', '/v2/room/42', { ...bearer(t), ...upgrade }), await envoy('GET', '/v2/room/42', { ...bearer(t), ...upgrade })]) {
+      expect(r.status).toBe(200);
+      expect(r.headers['x-auth-subject']).toBe('alice');
+      expect(r.headers['x-scopegate-uri']).toBe('/v2/room/42');
+    }
+    const refused = await traefik('GET', '/v2/room/43', { ...bearer(t), ...upgrade });
+    expect(refused.status).toBe(403);
+    expect(reason(refused)).toBe('room_forbidden');
+    expect(up.requests.length).toBe(n);
+  });
+
+  it.each([
     ['no token', 'GET', '/v2/room/42', false, 401, 'token_missing'],
     ['an unknown path', 'GET', '/v2/nothing', true, 404, 'route_not_found'],
     ['a wrong method', 'DELETE', '/v2/room/42', true, 405, 'method_not_allowed'],

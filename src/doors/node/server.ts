@@ -23,6 +23,7 @@ import type { LoadedConfig } from '../../config/load.js';
 import { prepareStart } from '../../gateway/start.js';
 import { buildCoreGeneration, createReloader, readinessOf, type CoreGeneration } from '../../gateway/generation.js';
 import { createAccessLog } from '../../gateway/access.js';
+import { answeredInPlace } from '../../gateway/service-route.js';
 import { describeTls, MIN_TLS_VERSION, sameTls, tlsForGeneration, type TlsFiles } from '../../gateway/tls.js';
 import { createForwarder, type Forwarder } from '../../proxy/forward.js';
 import { checkTarget } from '../../routing/path-safety.js';
@@ -67,6 +68,8 @@ function handleAsPlainRequest(
   req.method = parsed.method;
   req.url = parsed.url;
   req.headers = parsed.headers;
+  // Computed from the parser's header count on first read, which a fresh message does not have.
+  req.headersDistinct = parsed.headersDistinct;
   req.rawHeaders = parsed.rawHeaders;
   req.httpVersion = parsed.httpVersion;
   req.httpVersionMajor = parsed.httpVersionMajor;
@@ -210,6 +213,10 @@ export async function startNodeGateway(opts: StartOptions): Promise<RunningGatew
     });
     res.writeHead(refused.status, { ...refused.headers, connection: 'close' }).end(refused.body);
   };
+  // A WebSocket handshake opens a tunnel, unless its path is one the gateway answers itself
+  // (forward auth behind a proxy that passes the client's Upgrade on, the token service): there
+  // it is the plain request it also is, as on the Bun door.
+  const tunnels = (req: http.IncomingMessage): boolean => isWebSocketUpgrade(req) && !answeredInPlace(reloader.current(), req.method ?? 'GET', req.url ?? '/');
   const lc = cfg0.listen;
   const tls0 = reloader.current().tls;
   const serverOptions = {
@@ -227,7 +234,7 @@ export async function startNodeGateway(opts: StartOptions): Promise<RunningGatew
     // Node ≥ 24.9 / 22.21: only a GET to websocket is an upgrade; anything else (h2c, TRACE with
     // Upgrade) stays an ordinary request with its parser intact. Older Node ignores the option:
     // handleNodeUpgrade below does the same by hand.
-    shouldUpgradeCallback: isWebSocketUpgrade,
+    shouldUpgradeCallback: (req: http.IncomingMessage) => tunnels(req),
   } as http.ServerOptions;
   // One server, one wiring: with listen.tls it is an https.Server (a tls.Server underneath), whose
   // HTTP side takes the same options and events. The handshake is bounded like the head.
@@ -241,7 +248,7 @@ export async function startNodeGateway(opts: StartOptions): Promise<RunningGatew
   }
   server.maxConnections = lc.max_connections;
   server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
-    if (isWebSocketUpgrade(req)) return reloader.current().gateway.handleUpgrade(req, socket, head);
+    if (tunnels(req)) return reloader.current().gateway.handleUpgrade(req, socket, head);
     handleAsPlainRequest(req, socket, head, listener, refuseUnframed);
   });
   // CONNECT never reaches 'request': Node hands it to 'connect' with the parser detached, and with
