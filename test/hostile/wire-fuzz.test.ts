@@ -39,6 +39,9 @@ const RUNS = ((): number => {
 let up: Upstream;
 let dir: TempDir;
 const doors = new Map<Runtime, GatewayProcess>();
+/** A second pair with forward auth on (its peers, loopback, are trusted proxies there). */
+const faDoors = new Map<Runtime, GatewayProcess>();
+const FA_PATH = '/_scopegate/auth';
 /** The tokens the generator picks from, by what they may do. */
 const tok: Record<'alice' | 'room42' | 'noscope' | 'expired' | 'forged' | 'none', string> = {} as never;
 
@@ -71,14 +74,21 @@ beforeAll(async () => {
     room_param: room`,
   });
   const file = await dir.write('gateway.yaml', text);
-  await Promise.all(RUNTIMES.map(async (r) => doors.set(r, await spawnGateway(file, { runtime: r }))));
+  const faFile = await dir.write(
+    'forward-auth.yaml',
+    text.replace(/# The test client.*\ntrusted_proxies: .*\n/, `forward_auth: { path: ${FA_PATH} }\n`),
+  );
+  await Promise.all(RUNTIMES.flatMap((r) => [(async () => doors.set(r, await spawnGateway(file, { runtime: r })))(), (async () => faDoors.set(r, await spawnGateway(faFile, { runtime: r })))()]));
 }, 30_000);
 
 afterAll(async () => {
-  await Promise.all([...doors.values()].map((d) => d.kill()));
+  await Promise.all([...doors.values(), ...faDoors.values()].map((d) => d.kill()));
   await up?.close();
   await dir?.cleanup();
 });
+
+/** Interim 1xx responses (one or more; 101 is final) before the final one: a status line, its header lines, a blank line. */
+const INTERIM = /^(?:HTTP\/1\.[01] 1(?!01)\d\d[^\r\n]*\r\n(?:(?!HTTP\/)[^\r\n]+\r\n)*\r\n)+/;
 
 /** What one exchange came back with: the status line's code (0: none), everything read. */
 interface Exchange {
@@ -96,8 +106,6 @@ function exchange(url: string, bytes: string, isHead: boolean, waitMs = 2_500): 
   return new Promise((resolve) => {
     let raw = '';
     let done = false;
-    // Interim 1xx responses (one or more; 101 is final) before the final one: a status line, its header lines, a blank line.
-    const INTERIM = /^(?:HTTP\/1\.[01] 1(?!01)\d\d[^\r\n]*\r\n(?:(?!HTTP\/)[^\r\n]+\r\n)*\r\n)+/;
     const finish = (): void => {
       if (done) return;
       done = true;
@@ -283,6 +291,75 @@ const randomBytes: fc.Arbitrary<Generated> = fc
   .array(fc.integer({ min: 0, max: 255 }), { minLength: 1, maxLength: 200 })
   .map((b) => ({ bytes: `GET /v2/room/42 HTTP/1.1\r\nAuthorization: Bearer ${tok.alice}\r\n${String.fromCharCode(...b)}\r\n\r\n`, method: 'GET' }));
 
+/** A forward-auth sub-request and what it describes. */
+interface FaGenerated extends Generated {
+  subMethod: string;
+  /** The described method and target (before the token placeholders are filled in). */
+  described: { method: string; target: string };
+}
+
+const faRequest: fc.Arbitrary<FaGenerated> = fc
+  .record({
+    style: fc.constantFrom('nginx', 'nginx', 'traefik', 'traefik', 'envoy', 'envoy', 'nginx+traefik', 'nginx-twice', 'envoy+nginx', 'none'),
+    subMethod: fc.constantFrom('GET', 'HEAD', 'POST'),
+    method: fc.oneof({ arbitrary: fc.constantFrom('GET', 'GET', 'POST', 'HEAD'), weight: 6 }, fc.constantFrom(...METHODS)),
+    shape: shapes,
+    segment: fc.oneof({ arbitrary: fc.constantFrom('42', '42', '43'), weight: 4 }, fc.constantFrom(...SEGMENTS)),
+    query: fc.oneof({ arbitrary: fc.constant(''), weight: 4 }, fc.constantFrom(...QUERIES)),
+    auth: fc.oneof({ arbitrary: someToken.map((token) => [{ how: 0, token }]), weight: 4 }, anyAuth),
+    headers: fc.oneof({ arbitrary: fc.constant<string[]>([]), weight: 3 }, fc.array(fc.constantFrom(...OTHER_HEADERS), { maxLength: 2 })),
+  })
+  .map((g) => {
+    const segs = g.shape === 'room' ? ['v2', 'room', g.segment] : g.shape === 'notify' ? ['v2', 'room', g.segment, 'notification'] : g.shape === 'capabilities' ? ['v2', 'capabilities'] : [g.segment, g.segment];
+    const target = realToken(`/${segs.join('/')}${g.query}`);
+    const envoy = g.style.startsWith('envoy');
+    const lines = [`${envoy ? g.method : g.subMethod} ${FA_PATH}${envoy ? target : ''} HTTP/1.1`, 'Host: 127.0.0.1'];
+    if (g.style.includes('nginx')) lines.push(`X-Original-Method: ${g.method}`, `X-Original-URI: ${target}`);
+    if (g.style === 'nginx-twice') lines.push('X-Original-URI: /v2/capabilities');
+    if (g.style.includes('traefik')) lines.push(`X-Forwarded-Method: ${g.method}`, `X-Forwarded-Uri: ${target}`);
+    for (const a of g.auth) lines.push(realToken(AUTH[a.how]!(a.token)));
+    lines.push(...g.headers);
+    return { bytes: `${lines.join('\r\n')}\r\n\r\n`, method: envoy ? g.method : g.subMethod, subMethod: envoy ? g.method : g.subMethod, described: { method: g.method, target } };
+  });
+
+/** A response header's value (the first), from the raw bytes of one exchange. */
+function headerOf(raw: string, name: string): string | undefined {
+  const final = raw.replace(INTERIM, '');
+  const head = final.slice(0, final.indexOf('\r\n\r\n'));
+  const m = new RegExp(`\\r\\n${name}: *([^\\r]*)`, 'i').exec(head);
+  return m?.[1];
+}
+
+/** Why a forward-auth answer lets through what the route table refuses, or undefined. */
+function faBreach(f: FaGenerated, a: Exchange): string | undefined {
+  if (a.status === 500) return 'answered 500';
+  if (a.status >= 200 && a.status < 300 && a.status !== 200) {
+    // Envoy style answers auth_test with its 202 (any other 2xx would be "forward").
+    return a.status === 202 && f.described.target.includes('auth_test=true') ? undefined : `a ${a.status}: every 2xx is "forward" to a front proxy`;
+  }
+  if (a.status !== 200) return undefined;
+  const uri = headerOf(a.raw, 'x-scopegate-uri');
+  const subject = headerOf(a.raw, 'x-auth-subject');
+  if (uri === undefined) return 'a 200 without X-Scopegate-Uri';
+  const [path = '', query = ''] = uri.split('?', 2) as [string, string?];
+  if (/(^|&)auth_token=/i.test(query)) return 'auth_token left in X-Scopegate-Uri';
+  if (subject?.includes('mallory')) return 'a client-sent identity in the answer';
+  if (path === '/v2/capabilities') return subject === undefined ? undefined : 'identity headers on a public route';
+  const room = /^\/v2\/room\/([^/]+)(\/notification)?$/.exec(path);
+  if (!room) return `allowed an unrouted path: ${uri}`;
+  if (subject !== 'alice' && subject !== 'room42') return `allowed a protected route with subject ${JSON.stringify(subject)}`;
+  const method = f.described.method;
+  if (room[2] ? method !== 'POST' : method !== 'GET' && method !== 'HEAD') return `allowed ${method} on ${room[2] ? 'a POST' : 'a GET'}-only route`;
+  let param: string;
+  try {
+    param = decodeURIComponent(room[1]!);
+  } catch {
+    return `allowed an undecodable room parameter: ${room[1]}`;
+  }
+  if (subject === 'room42' && param !== '42') return `allowed the room-42 token on room ${JSON.stringify(param)}`;
+  return undefined;
+}
+
 // --- the invariants ------------------------------------------------------------------------------
 
 /** Why a request the upstream received should never have reached it, or undefined. */
@@ -365,7 +442,36 @@ describe('hostile bytes on the wire, both doors (SPEC §1, §3, §5, §8)', () =
     );
   }, 300_000);
 
+  it('forward-auth sub-requests (nginx, Traefik, Envoy styles, mixed, repeated): never a 2xx the route table refuses, the doors alike', async () => {
+    await fc.assert(
+      fc.asyncProperty(faRequest, async (f) => {
+        const answers = await Promise.all(RUNTIMES.map(async (r) => [r, await exchange(faDoors.get(r)!.url, f.bytes, f.subMethod === 'HEAD')] as const));
+        for (const [r, a] of answers) {
+          const key = `fa ${r} ${a.status}`;
+          seen.set(key, (seen.get(key) ?? 0) + 1);
+          const why = faBreach(f, a);
+          if (why) throw new Error(`${r} door: ${why}\nsub-request:\n${JSON.stringify(f.bytes.slice(0, 700))}\nanswer:\n${JSON.stringify(a.raw.slice(0, 700))}`);
+        }
+        const n = answers[0]![1];
+        const b = answers[1]![1];
+        // The status the decision gave (nginx style maps every refusal to 401 / 403 and sends it in X-Scopegate-Status).
+        const real = (a: Exchange): number => Number(headerOf(a.raw, 'x-scopegate-status') ?? a.status);
+        const same = n.status === b.status && real(n) === real(b) && (n.status !== 200 || (headerOf(n.raw, 'x-auth-subject') === headerOf(b.raw, 'x-auth-subject') && headerOf(n.raw, 'x-scopegate-uri') === headerOf(b.raw, 'x-scopegate-uri')));
+        if (!same && DECIDED.has(real(n)) && DECIDED.has(real(b))) {
+          throw new Error(`the doors answered the sub-request differently:\n${JSON.stringify(f.bytes.slice(0, 700))}\nnode: ${JSON.stringify(n.raw.slice(0, 500))}\nbun: ${JSON.stringify(b.raw.slice(0, 500))}`);
+        }
+      }),
+      { numRuns: RUNS },
+    );
+    for (const r of RUNTIMES) {
+      const all = JSON.stringify([...seen].filter(([k]) => k.startsWith(`fa ${r} `)));
+      expect(count('fa', r, 200), all).toBeGreaterThan(RUNS / 20);
+      expect(count('fa', r, 401, 403), all).toBeGreaterThan(RUNS / 20);
+    }
+  }, 300_000);
+
   it('both doors are still up and serving afterwards, with no unexpected error in their logs', async () => {
+    for (const d of faDoors.values()) expect(d.child.exitCode).toBeNull();
     for (const r of RUNTIMES) {
       const d = doors.get(r)!;
       expect(d.child.exitCode, `${r} exited`).toBeNull();
