@@ -15,9 +15,17 @@
  *   refusals included (Bun.serve closes on some spellings without a byte: docs/doors.md); both
  *   are still up and serving at the end, with no "unexpected error" in their logs.
  *
- * What it found on the Node door (tests of their own in http-framing.test.ts): on Node 20 an
- * `Upgrade: h2c` request with a Content-Length body got no answer at all, and neither did a CONNECT
- * with a body on any Node; a version-less `PRI <target>` line was dropped with no access line.
+ * A second pair of doors answers forward-auth sub-requests (nginx, Traefik and Envoy styles, mixed
+ * and repeated descriptions): a 2xx there means "forward", so every 200 must name a token that may
+ * make the described call, and the two doors must give the same decision.
+ *
+ * What it found, each with a test of its own: on the Node door, an `Upgrade: h2c` request with a
+ * Content-Length body got no answer at all on Node 20, and neither did a CONNECT with a body on any
+ * Node (http-framing.test.ts); a version-less `PRI <target>` line was dropped with no access line
+ * (same file); a forward-auth sub-request carrying the client's WebSocket handshake went to the
+ * tunnel path and was answered 404 (forward-auth.test.ts). In the decision, `Bearer t` followed by
+ * an empty Authorization field was the token t on the Node door and a malformed token on Bun
+ * (extract-token.test.ts).
  */
 import fc from 'fast-check';
 import { connect } from 'node:net';
