@@ -8,8 +8,9 @@
  * `${VAR}` may stand anywhere a scalar may, flow mappings included (`{ port: ${PORT} }`). Each
  * reference is first swapped for an inert placeholder, the YAML is parsed, and only then are the
  * placeholders in string scalars replaced by the values — so an environment value can never
- * inject YAML structure. A scalar that is exactly one `${VAR}` and expands to an integer or
- * boolean becomes that integer or boolean.
+ * inject YAML structure; what a reference puts in is never read again (an environment value
+ * holding `$${` stays as it is). A scalar that is exactly one `${VAR}` and expands to an integer
+ * or boolean becomes that integer or boolean, unless the key takes text (then it stays the text).
  *
  * @example
  *   const { config, routes } = loadConfigText(text, { env: process.env, file, baseDir });
@@ -35,23 +36,56 @@ export type Env = Readonly<Record<string, string | undefined>>;
 type PathKey = string | number;
 
 const ENV_REF = /\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}\n]*))?\}/g;
-const PLACEHOLDER = /__SGENV_(\d+)__/g;
-const WHOLE_PLACEHOLDER = /^__SGENV_(\d+)__$/;
 
 interface EnvRef {
   name: string;
   def?: string | undefined;
 }
 
-/** Swaps every `${VAR}` / `${VAR:-default}` for `__SGENV_<n>__`; `$${` stays a literal `${`. */
-function protectRefs(text: string): { text: string; refs: EnvRef[] } {
+/** The placeholders of one text: `__<tag>_<n>__`, with a tag the text does not contain. */
+interface Placeholders {
+  /** `__<tag>_`: a placeholder is this, its reference's index, `__`. */
+  prefix: string;
+  /** Every placeholder in a string (to hide them in a YAML error message). */
+  each: RegExp;
+  /** A placeholder, or the escape `$${`, anywhere in a string. */
+  any: RegExp;
+  /** A string that is exactly one placeholder. */
+  whole: RegExp;
+  /** Whether a string may hold a placeholder or an escape. */
+  within(s: string): boolean;
+}
+
+function placeholdersFor(text: string): Placeholders {
+  // The file may itself contain text that looks like a placeholder: the tag is made longer until
+  // it does not, so no literal is ever read as a reference.
+  let tag = 'SGENV';
+  while (text.includes(tag)) tag += 'X';
+  const prefix = `__${tag}_`;
+  return {
+    prefix,
+    each: new RegExp(`${prefix}\\d+__`, 'g'),
+    any: new RegExp(`${prefix}(\\d+)__|\\$\\$\\{`, 'g'),
+    whole: new RegExp(`^${prefix}(\\d+)__$`),
+    within: (s) => s.includes(prefix) || s.includes('$${'),
+  };
+}
+
+/** Swaps every `${VAR}` / `${VAR:-default}` for a placeholder; `$${` stays a literal `${`. */
+function protectRefs(text: string, ph: Placeholders): { text: string; refs: EnvRef[] } {
   const refs: EnvRef[] = [];
   const out = text.replace(ENV_REF, (match, name: string | undefined, def: string | undefined) => {
     if (match === '$${') return '$${';
     refs.push({ name: name!, def });
-    return `__SGENV_${refs.length - 1}__`;
+    return `${ph.prefix}${refs.length - 1}__`;
   });
   return { text: out, refs };
+}
+
+/** A scalar made a number or boolean from one whole `${VAR}`, with the text it came from. */
+interface Coerced {
+  path: PathKey[];
+  text: string;
 }
 
 export function formatPath(path: readonly PropertyKey[]): string {
@@ -70,35 +104,57 @@ function parsePath(s: string): PathKey[] {
   return out;
 }
 
-function interpolate(value: unknown, refs: readonly EnvRef[], env: Env, path: PathKey[], issues: ConfigIssue[]): unknown {
+interface Interpolation {
+  refs: readonly EnvRef[];
+  env: Env;
+  ph: Placeholders;
+  issues: ConfigIssue[];
+  coerced: Coerced[];
+}
+
+function interpolate(value: unknown, path: PathKey[], it: Interpolation): unknown {
   if (typeof value === 'string') {
-    if (!value.includes('__SGENV_') && !value.includes('$${')) return value;
-    const whole = WHOLE_PLACEHOLDER.test(value);
-    const out = value
-      .replace(PLACEHOLDER, (m, i: string) => {
-        // A literal "__SGENV_<n>__" the file wrote itself (no ${...} made it) is text, not a reference.
-        const ref = refs[Number(i)];
-        if (ref === undefined) return m;
-        const v = env[ref.name];
-        if (v !== undefined && v !== '') return v;
-        if (ref.def !== undefined) return ref.def;
-        issues.push({ path: formatPath(path), message: `environment variable ${ref.name} is not set (write \${${ref.name}:-default} to give a default)` });
-        return '';
-      })
-      .replace(/\$\$\{/g, '${');
+    if (!it.ph.within(value)) return value;
+    const whole = it.ph.whole.test(value);
+    // One pass: what a reference puts in is never read again (an environment value holding `$${`
+    // or a placeholder's spelling stays as it is).
+    const out = value.replace(it.ph.any, (m, i: string | undefined) => {
+      if (i === undefined) return '${'; // the escape `$${`
+      const ref = it.refs[Number(i)]!;
+      const v = it.env[ref.name];
+      if (v !== undefined && v !== '') return v;
+      if (ref.def !== undefined) return ref.def;
+      it.issues.push({ path: formatPath(path), message: `environment variable ${ref.name} is not set (write \${${ref.name}:-default} to give a default)` });
+      return '';
+    });
     if (whole) {
-      if (/^-?\d+$/.test(out)) return Number(out);
-      if (out === 'true' || out === 'false') return out === 'true';
+      if (/^-?\d+$/.test(out)) {
+        it.coerced.push({ path, text: out });
+        return Number(out);
+      }
+      if (out === 'true' || out === 'false') {
+        it.coerced.push({ path, text: out });
+        return out === 'true';
+      }
     }
     return out;
   }
-  if (Array.isArray(value)) return value.map((v, i) => interpolate(v, refs, env, [...path, i], issues));
+  if (Array.isArray(value)) return value.map((v, i) => interpolate(v, [...path, i], it));
   if (value && typeof value === 'object') {
     const o: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(value)) o[k] = interpolate(v, refs, env, [...path, k], issues);
+    for (const [k, v] of Object.entries(value)) o[k] = interpolate(v, [...path, k], it);
     return o;
   }
   return value;
+}
+
+const samePath = (a: readonly PropertyKey[], b: readonly PathKey[]): boolean => a.length === b.length && a.every((k, i) => k === b[i]);
+
+/** Puts `value` at `path` inside the plain object tree `root` (every step exists: interpolate made it). */
+function setAt(root: unknown, path: readonly PathKey[], value: unknown): void {
+  let node = root as Record<PathKey, unknown>;
+  for (const k of path.slice(0, -1)) node = node[k] as Record<PathKey, unknown>;
+  node[path[path.length - 1]!] = value;
 }
 
 /** Finds the 1-based line of the deepest node of `path` present in the document. */
@@ -156,7 +212,8 @@ export interface ParsedConfig {
 export function parseConfigText(text: string, opts: { env?: Env } = {}): ParsedConfig {
   const env = opts.env ?? runtimeProcess()?.env ?? {};
   const lc = new LineCounter();
-  const { text: protectedText, refs } = protectRefs(text);
+  const ph = placeholdersFor(text);
+  const { text: protectedText, refs } = protectRefs(text, ph);
   const doc = parseDocument(protectedText, { lineCounter: lc, prettyErrors: true, uniqueKeys: true });
   const lineOf = (path: string) => lineOfKeys(doc, lc, parsePath(path));
   if (doc.errors.length) {
@@ -164,7 +221,7 @@ export function parseConfigText(text: string, opts: { env?: Env } = {}): ParsedC
     const issues = doc.errors.slice(0, 3).map((e) => ({
       path: '',
       line: e.linePos?.[0]?.line,
-      message: `YAML syntax: ${e.message.split('\n')[0]!.replace(/__SGENV_\d+__/g, '${…}')}`,
+      message: `YAML syntax: ${e.message.split('\n')[0]!.replace(ph.each, '${…}')}`,
     }));
     return { issues, lineOf };
   }
@@ -178,8 +235,19 @@ export function parseConfigText(text: string, opts: { env?: Env } = {}): ParsedC
     return { issues: [{ path: '', line: 1, message: 'the config must be a YAML mapping (key: value)' }], lineOf };
   }
   const issues: ConfigIssue[] = [];
-  const expanded = interpolate(raw, refs, env, [], issues);
-  const parsed = GatewayConfigSchema.safeParse(expanded);
+  const coerced: Coerced[] = [];
+  const expanded = interpolate(raw, [], { refs, env, ph, issues, coerced });
+  let parsed = GatewayConfigSchema.safeParse(expanded);
+  if (!parsed.success && coerced.length) {
+    // A number or boolean made from `${VAR}` where the schema takes no number is the text the
+    // environment gave (a numeric audience, a secret of digits): put back, validated once more.
+    const failed = parsed.error.issues.filter((i) => i.code === 'invalid_type' || i.code === 'invalid_union');
+    const back = coerced.filter((c) => failed.some((i) => samePath(i.path, c.path)));
+    if (back.length) {
+      for (const c of back) setAt(expanded, c.path, c.text);
+      parsed = GatewayConfigSchema.safeParse(expanded);
+    }
+  }
   if (!parsed.success) {
     for (const i of zodIssues(parsed.error)) issues.push({ path: formatPath(i.path), line: lineOfKeys(doc, lc, i.path), message: i.message });
   }
