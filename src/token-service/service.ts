@@ -216,32 +216,47 @@ interface ServiceRoute {
 
 const UTF8 = new TextDecoder('utf-8', { fatal: true });
 
-type BodyResult = { ok: true; text: string } | { ok: false; why: string };
+type BodyResult = { ok: true; text: string } | { ok: false; code: 'invalid_request' | 'request_timeout'; why: string };
 
-/** Reads at most `limit` bytes of the body; stops reading (cancels) as soon as it is over. */
-export async function readBodyLimited(req: Request, limit: number): Promise<BodyResult> {
+/**
+ * Reads at most `limit` bytes of the body; stops reading (cancels) as soon as it is over, or when
+ * the client sends nothing for `idleMs` (`listen.body_idle_timeout_ms`, the bound the proxy path
+ * has): a client that stops mid-body is answered 408, not left holding the request forever.
+ */
+export async function readBodyLimited(req: Request, limit: number, idleMs: number): Promise<BodyResult> {
   const declared = req.headers.get('content-length');
   if (declared !== null && /^[0-9]+$/.test(declared.trim()) && Number(declared.trim()) > limit) {
-    return { ok: false, why: `the body is larger than ${limit} bytes` };
+    return { ok: false, code: 'invalid_request', why: `the body is larger than ${limit} bytes` };
   }
   if (!req.body) return { ok: true, text: '' };
   const reader = req.body.getReader();
   const chunks: Uint8Array[] = [];
   let n = 0;
   for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    n += value.byteLength;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const stalled = new Promise<'stalled'>((resolve) => (timer = setTimeout(() => resolve('stalled'), idleMs)));
+    let r: Awaited<ReturnType<typeof reader.read>> | 'stalled';
+    try {
+      r = await Promise.race([reader.read(), stalled]);
+    } finally {
+      clearTimeout(timer);
+    }
+    if (r === 'stalled') {
+      void reader.cancel().catch(() => {});
+      return { ok: false, code: 'request_timeout', why: `the body paused longer than body_idle_timeout_ms (${idleMs} ms)` };
+    }
+    if (r.done) break;
+    n += r.value.byteLength;
     if (n > limit) {
       void reader.cancel().catch(() => {});
-      return { ok: false, why: `the body is larger than ${limit} bytes` };
+      return { ok: false, code: 'invalid_request', why: `the body is larger than ${limit} bytes` };
     }
-    chunks.push(value);
+    chunks.push(r.value);
   }
   try {
     return { ok: true, text: UTF8.decode(Buffer.concat(chunks)) };
   } catch {
-    return { ok: false, why: 'the body is not UTF-8' };
+    return { ok: false, code: 'invalid_request', why: 'the body is not UTF-8' };
   }
 }
 
@@ -271,6 +286,7 @@ export async function createTokenService(loaded: LoadedConfig, deps: TokenServic
   if (!issuer) throw new ConfigError([{ path: 'token_service.issuer', message: `unknown issuer "${ts.issuer}"` }]);
   const { store, clock, logger, metrics } = deps;
   const render: RenderOptions = { realm: config.realm, docsUrl: config.docs_url };
+  const bodyIdleMs = config.listen.body_idle_timeout_ms;
 
   const needsRing = ['secrets', 'private_key_file', 'public_key_file', 'jwks_file', 'jwks_url'].every((k) => issuer[k as keyof typeof issuer] === undefined);
   let keyRing = deps.keyRing;
@@ -393,14 +409,14 @@ export async function createTokenService(loaded: LoadedConfig, deps: TokenServic
     methods: ['POST'],
     dialect,
     async run(req, url) {
-      const early = (why: string) => {
-        const out = endpoint.refuse(dialect, new GatewayError('invalid_request', { why }));
+      const early = (why: string, code: 'invalid_request' | 'request_timeout' = 'invalid_request') => {
+        const out = endpoint.refuse(dialect, new GatewayError(code, { why }));
         return { rendered: out.response, outcome: { reason: out.error, dialect } };
       };
       if (url.search !== '') return early('token request parameters go in the body, not the URL');
       if (!isMediaType(req.headers.get('content-type'), BODY_TYPES[dialect])) return early(`the body must be ${BODY_TYPES[dialect]}`);
-      const body = await readBodyLimited(req, ts.max_body_bytes);
-      if (!body.ok) return early(body.why);
+      const body = await readBodyLimited(req, ts.max_body_bytes, bodyIdleMs);
+      if (!body.ok) return early(body.why, body.code);
       const parsed = dialect === 'livedigital' ? parseJsonBody(body.text) : parseFormBody(body.text);
       if (!parsed.ok) return early(parsed.why);
       const out = await endpoint.handle({ dialect, authorization: req.headers.get('authorization'), params: parsed.params });
@@ -421,14 +437,14 @@ export async function createTokenService(loaded: LoadedConfig, deps: TokenServic
     methods: ['POST'],
     dialect: 'standard',
     async run(req, url) {
-      const early = (why: string) => ({
-        rendered: renderTokenErrorStandard(new GatewayError('invalid_request', { why })),
-        outcome: { reason: 'invalid_request' as const, dialect: 'standard' as const },
+      const early = (why: string, code: 'invalid_request' | 'request_timeout' = 'invalid_request') => ({
+        rendered: renderTokenErrorStandard(new GatewayError(code, { why })),
+        outcome: { reason: code, dialect: 'standard' as const },
       });
       if (url.search !== '') return early('parameters go in the body, not the URL');
       if (!isMediaType(req.headers.get('content-type'), BODY_TYPES.standard)) return early(`the body must be ${BODY_TYPES.standard}`);
-      const body = await readBodyLimited(req, ts.max_body_bytes);
-      if (!body.ok) return early(body.why);
+      const body = await readBodyLimited(req, ts.max_body_bytes, bodyIdleMs);
+      if (!body.ok) return early(body.why, body.code);
       const parsed = parseFormBody(body.text);
       if (!parsed.ok) return early(parsed.why);
       const auth = req.headers.get('authorization');
@@ -452,8 +468,8 @@ export async function createTokenService(loaded: LoadedConfig, deps: TokenServic
   const maxBodyBytes = ts.max_body_bytes;
   async function jsonBody(req: Request): Promise<unknown> {
     if (!isMediaType(req.headers.get('content-type'), 'application/json')) throw new GatewayError('invalid_request', { why: 'the body must be application/json' });
-    const body = await readBodyLimited(req, maxBodyBytes);
-    if (!body.ok) throw new GatewayError('invalid_request', { why: body.why });
+    const body = await readBodyLimited(req, maxBodyBytes, bodyIdleMs);
+    if (!body.ok) throw new GatewayError(body.code, { why: body.why });
     try {
       return JSON.parse(body.text) as unknown;
     } catch {
@@ -552,9 +568,12 @@ export async function createTokenService(loaded: LoadedConfig, deps: TokenServic
       if (req.method === 'POST') {
         if (!isMediaType(req.headers.get('content-type'), 'application/x-www-form-urlencoded')) formError = 'it is not application/x-www-form-urlencoded';
         else {
-          const body = await readBodyLimited(req, ts.max_body_bytes);
+          const body = await readBodyLimited(req, ts.max_body_bytes, bodyIdleMs);
           if (body.ok) form = new URLSearchParams(body.text);
-          else formError = body.why;
+          else if (body.code === 'request_timeout') {
+            const r = renderError(new GatewayError('request_timeout', { why: body.why }), render);
+            return { rendered: { status: r.status, headers: { ...r.headers, ...NO_STORE_HEADERS }, body: r.body }, outcome: { reason: 'request_timeout' } };
+          } else formError = body.why;
         }
       }
       let rendered: RenderedResponse & { reason?: string | undefined };

@@ -1,0 +1,80 @@
+/**
+ * A client that stops sending its body half-way to a token-service path (the token endpoint in
+ * each dialect, RFC 7009 revocation, the JSON routes) is answered 408 request_timeout once
+ * `listen.body_idle_timeout_ms` has passed, on both doors, as on the proxy path — before, the Node
+ * door held such a request for as long as the client kept the connection, and the Bun door closed
+ * it without an answer at its idle timeout.
+ */
+import { connect } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawnGateway, type GatewayProcess, type Runtime } from '../helpers/process.js';
+import { tempDir, type TempDir } from '../helpers/tokens.js';
+import { startUpstream, type Upstream } from '../helpers/upstream.js';
+import { processConfig } from '../token-service/processes.js';
+
+const RUNTIMES: Runtime[] = ['node', 'bun'];
+const IDLE_MS = 300;
+
+let up: Upstream;
+const dirs: TempDir[] = [];
+const doors = new Map<Runtime, GatewayProcess>();
+
+beforeAll(async () => {
+  up = await startUpstream();
+  await Promise.all(
+    RUNTIMES.map(async (r) => {
+      const dir = await tempDir();
+      dirs.push(dir);
+      const text = processConfig({ upstream: up.url, store: `${dir.path}/store` }).replace('listen: { host: 127.0.0.1, port: 0 }', `listen: { host: 127.0.0.1, port: 0, body_idle_timeout_ms: ${IDLE_MS}, idle_timeout_ms: 20000 }`);
+      doors.set(r, await spawnGateway(await dir.write('gw.yaml', text), { runtime: r, timeoutMs: 60_000 }));
+    }),
+  );
+}, 90_000);
+
+afterAll(async () => {
+  await Promise.all([...doors.values()].map((d) => d.kill()));
+  await up?.close();
+  await Promise.all(dirs.map((d) => d.cleanup()));
+});
+
+/** Sends a head that announces 100 bytes and 10 of them, then nothing; resolves with what came back and when. */
+function stall(url: string, path: string, type: string): Promise<{ raw: string; ms: number }> {
+  const u = new URL(url);
+  return new Promise((resolve) => {
+    const t0 = performance.now();
+    let raw = '';
+    const s = connect(Number(u.port), u.hostname, () => s.write(`POST ${path} HTTP/1.1\r\nHost: x\r\nContent-Type: ${type}\r\nContent-Length: 100\r\n\r\ngrant_type`));
+    const done = () => {
+      clearTimeout(giveUp);
+      s.destroy();
+      resolve({ raw, ms: performance.now() - t0 });
+    };
+    const giveUp = setTimeout(done, 10_000);
+    s.on('data', (c: Buffer) => {
+      raw += c.toString('latin1');
+      if (raw.includes('\r\n\r\n') && raw.slice(raw.indexOf('\r\n\r\n') + 4).trim().endsWith('}')) done();
+    });
+    s.on('error', () => undefined);
+    s.on('close', done);
+  });
+}
+
+describe('a token-service request whose body stalls (SPEC §1.8, §9)', () => {
+  it.each([
+    ['/oauth/token', 'application/x-www-form-urlencoded', /"error":"invalid_request"/],
+    ['/v2/oauth/token', 'application/x-www-form-urlencoded', /"reason":"request_timeout"/],
+    ['/v1/auth/token', 'application/json', /"error":"invalid_request"/],
+    ['/oauth/revoke', 'application/x-www-form-urlencoded', /"error":"invalid_request"/],
+  ])('%s is answered 408 after body_idle_timeout_ms on both doors, and logged as request_timeout', async (path, type, body) => {
+    for (const r of RUNTIMES) {
+      const d = doors.get(r)!;
+      const got = await stall(d.url, path, type);
+      expect(got.raw, r).toMatch(/^HTTP\/1\.1 408 /);
+      expect(got.raw, r).toMatch(body);
+      // Answered at the idle bound, far before the connection's own idle timeout (20 s).
+      expect(got.ms, r).toBeLessThan(5_000);
+      const line = await d.waitForLine(new RegExp(`"path":"${path.replace(/\//g, '\\/')}".*"reason":"request_timeout"`));
+      expect(JSON.parse(line)).toMatchObject({ status: 408 });
+    }
+  });
+});
