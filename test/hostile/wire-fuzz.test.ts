@@ -15,6 +15,9 @@
  *   refusals included (Bun.serve closes on some spellings without a byte: docs/doors.md); both
  *   are still up and serving at the end, with no "unexpected error" in their logs.
  *
+ * The Hono middleware, on @hono/node-server in this process, gets the same requests: what its
+ * application's handler receives must pass the same check, and it must decide as the Node door.
+ *
  * A second pair of doors answers forward-auth sub-requests (nginx, Traefik and Envoy styles, mixed
  * and repeated descriptions): a 2xx there means "forward", so every 200 must name a token that may
  * make the described call, and the two doors must give the same decision.
@@ -27,9 +30,12 @@
  * an empty Authorization field was the token t on the Node door and a malformed token on Bun
  * (extract-token.test.ts).
  */
+import { serve, type ServerType } from '@hono/node-server';
 import fc from 'fast-check';
-import { connect } from 'node:net';
+import { Hono } from 'hono';
+import { connect, type AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { scopegate, type ScopegatePrincipal } from '../../src/doors/hono/index.js';
 import { baseConfig, TEST_SECRET } from '../helpers/gateway.js';
 import { spawnGateway, type GatewayProcess, type Runtime } from '../helpers/process.js';
 import { hsToken, nowS, tempDir, unsecuredToken, type TempDir } from '../helpers/tokens.js';
@@ -488,4 +494,59 @@ describe('hostile bytes on the wire, both doors (SPEC §1, §3, §5, §8)', () =
       expect(d.stdout.filter((l) => l.includes('unexpected error')), r).toEqual([]);
     }
   });
+});
+
+describe('the Hono middleware on @hono/node-server, the same hostile bytes (SPEC §8)', () => {
+  let server: ServerType;
+  let url: string;
+  /** What reached the application's handler: the middleware let it through. */
+  const reached: { method: string; url: string; who: ScopegatePrincipal | undefined }[] = [];
+
+  beforeAll(async () => {
+    const app = new Hono();
+    app.use(
+      '*',
+      scopegate({
+        realm: 'api',
+        trusted_proxies: ['10.255.255.255/32'],
+        tokens: { issuers: [{ name: 'local', issuer: 'scopegate-test', audience: 'api', algorithms: ['HS256'], secrets: [TEST_SECRET], claims: { client_type: 'client_type', scopes: 'scope', room: 'room_id', room_name: 'room_name' } }] },
+        rate_limit: { store: 'memory', default: { limit: 1_000_000, window_s: 60 } },
+        routes: [
+          { path: '/v2/capabilities', public: true },
+          { id: 'notify', path: '/v2/room/{room}/notification', methods: ['POST'], scopes: ['send_notification'], room_param: 'room' },
+          { id: 'get-room', path: '/v2/room/{room}', methods: ['GET'], scopes: ['view_room'], room_param: 'room' },
+        ],
+        onError: () => undefined,
+      }),
+    );
+    app.all('*', (c) => {
+      reached.push({ method: c.req.method, url: c.req.url, who: c.get('scopegate') });
+      return c.text('ok');
+    });
+    server = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' });
+    await new Promise<void>((resolve) => server.once('listening', () => resolve()));
+    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+
+  afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
+
+  it('never lets the application serve what the route table refuses, and decides as the Node door does', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.oneof({ arbitrary: nearValid, weight: 3 }, anything), async (g) => {
+        const before = reached.length;
+        const [hono, node] = await Promise.all([exchange(url, g.bytes, g.method === 'HEAD'), exchange(doors.get('node')!.url, g.bytes, g.method === 'HEAD')]);
+        for (const r of reached.slice(before)) {
+          const path = new URL(r.url).pathname;
+          const why = breach({ method: r.method, url: path, headers: { 'x-auth-subject': r.who?.subject } } as unknown as RecordedRequest);
+          if (why) throw new Error(`the application got it: ${why}\nrequest sent:\n${JSON.stringify(g.bytes.slice(0, 600))}\napp saw: ${r.method} ${r.url} ${JSON.stringify(r.who)}`);
+        }
+        if (hono.status !== node.status && DECIDED.has(hono.status) && DECIDED.has(node.status)) {
+          throw new Error(`the Hono middleware decided ${hono.status}, the Node door ${node.status}, for ${JSON.stringify(g.bytes.slice(0, 600))}`);
+        }
+      }),
+      { numRuns: RUNS },
+    );
+    // The generator got past the middleware, to the application, in a good share of the runs.
+    expect(reached.length).toBeGreaterThan(RUNS / 10);
+  }, 300_000);
 });
