@@ -45,7 +45,7 @@ const RUNTIMES: Runtime[] = ['node', 'bun'];
 /** Generated requests per property; SCOPEGATE_FUZZ_RUNS=20000 for a longer hunt. */
 const RUNS = ((): number => {
   const set = process.env['SCOPEGATE_FUZZ_RUNS'];
-  if (set === undefined || set === '') return 400;
+  if (set === undefined || set === '') return 1000;
   if (!/^[1-9][0-9]*$/.test(set)) throw new Error(`SCOPEGATE_FUZZ_RUNS must be a positive integer, got ${JSON.stringify(set)}`);
   return Number(set);
 })();
