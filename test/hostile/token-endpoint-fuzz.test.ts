@@ -14,6 +14,7 @@
 import fc from 'fast-check';
 import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { fuzzRuns } from '../helpers/fuzz.js';
 import { runCli, spawnGateway, type GatewayProcess, type Runtime } from '../helpers/process.js';
 import { tempDir, type TempDir } from '../helpers/tokens.js';
 import { startUpstream, type Upstream } from '../helpers/upstream.js';
@@ -21,12 +22,7 @@ import { processConfig } from '../token-service/processes.js';
 
 const RUNTIMES: Runtime[] = ['node', 'bun'];
 /** Generated requests; SCOPEGATE_FUZZ_RUNS raises it for a longer hunt. */
-const RUNS = ((): number => {
-  const set = process.env['SCOPEGATE_FUZZ_RUNS'];
-  if (set === undefined || set === '') return 150;
-  if (!/^[1-9][0-9]*$/.test(set)) throw new Error(`SCOPEGATE_FUZZ_RUNS must be a positive integer, got ${JSON.stringify(set)}`);
-  return Number(set);
-})();
+const RUNS = fuzzRuns(150);
 
 let up: Upstream;
 const dirs: TempDir[] = [];

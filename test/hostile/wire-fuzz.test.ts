@@ -37,18 +37,14 @@ import { connect, type AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { scopegate, type ScopegatePrincipal } from '../../src/doors/hono/index.js';
 import { baseConfig, TEST_SECRET } from '../helpers/gateway.js';
+import { fuzzRuns } from '../helpers/fuzz.js';
 import { spawnGateway, type GatewayProcess, type Runtime } from '../helpers/process.js';
 import { hsToken, nowS, tempDir, unsecuredToken, type TempDir } from '../helpers/tokens.js';
 import { startUpstream, type RecordedRequest, type Upstream } from '../helpers/upstream.js';
 
 const RUNTIMES: Runtime[] = ['node', 'bun'];
 /** Generated requests per property; SCOPEGATE_FUZZ_RUNS=20000 for a longer hunt. */
-const RUNS = ((): number => {
-  const set = process.env['SCOPEGATE_FUZZ_RUNS'];
-  if (set === undefined || set === '') return 1000;
-  if (!/^[1-9][0-9]*$/.test(set)) throw new Error(`SCOPEGATE_FUZZ_RUNS must be a positive integer, got ${JSON.stringify(set)}`);
-  return Number(set);
-})();
+const RUNS = fuzzRuns(1000);
 
 let up: Upstream;
 let dir: TempDir;
