@@ -15,6 +15,10 @@
  *   refusals included (Bun.serve closes on some spellings without a byte: docs/doors.md); both
  *   are still up and serving at the end, with no "unexpected error" in their logs.
  *
+ * Validly signed tokens with hostile claims (every JSON type, control bytes, CRLF, lone
+ * surrogates, 5,000-character strings, odd `exp`) must get the same decision from both doors, and
+ * an allowed one must reach the upstream with the same identity-header bytes from each.
+ *
  * The Hono middleware, on @hono/node-server in this process, gets the same requests: what its
  * application's handler receives must pass the same check, and it must decide as the Node door.
  *
@@ -32,6 +36,7 @@
  */
 import { serve, type ServerType } from '@hono/node-server';
 import fc from 'fast-check';
+import { createHmac } from 'node:crypto';
 import { Hono } from 'hono';
 import { connect, type AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -490,6 +495,72 @@ describe('hostile bytes on the wire, both doors (SPEC §1, §3, §5, §8)', () =
       expect(d.stdout.filter((l) => l.includes('unexpected error')), r).toEqual([]);
     }
   });
+});
+
+/** A claim value of any JSON shape, strings weighted to the ones header encoding finds hard. */
+const claimValue = fc.oneof(
+  { arbitrary: fc.string({ unit: 'binary', maxLength: 30 }), weight: 4 },
+  fc.constantFrom('42', ' 42', '042', '4\u00002', '42\r\nX-Auth-Subject: mallory', 'é', '\u{1F600}', '\ud800', 'a\u0085b', 'x'.repeat(5000), ''),
+  fc.integer(),
+  fc.double(),
+  fc.boolean(),
+  fc.constant(null),
+  fc.array(fc.string({ maxLength: 5 }), { maxLength: 3 }),
+  fc.dictionary(fc.string({ maxLength: 3 }), fc.string({ maxLength: 3 }), { maxKeys: 2 }),
+);
+
+const claims = fc.record(
+  {
+    sub: fc.oneof({ arbitrary: fc.constant('alice'), weight: 2 }, claimValue),
+    client_type: fc.oneof({ arbitrary: fc.constantFrom('user', 'user', 'room', 'group'), weight: 6 }, claimValue),
+    scope: fc.oneof({ arbitrary: fc.constant('view_room send_notification'), weight: 4 }, fc.constantFrom('view_room\tadmin', ' view_room ', 'view_room,admin', 'VIEW_ROOM'), fc.array(fc.constantFrom('view_room', 'admin', ''), { maxLength: 3 }), claimValue),
+    room_id: fc.oneof({ arbitrary: fc.constantFrom(42, '42'), weight: 3 }, claimValue),
+    room_name: fc.oneof({ arbitrary: fc.constant(undefined), weight: 2 }, claimValue),
+    jti: fc.oneof({ arbitrary: fc.constant(undefined), weight: 2 }, claimValue),
+    exp: fc.oneof({ arbitrary: fc.constant(undefined), weight: 6 }, fc.constantFrom(1, 1e20, -1, '9999999999', 1.5e9 + 0.5), claimValue),
+  },
+  { requiredKeys: ['sub', 'client_type', 'scope'] },
+);
+
+describe('hostile claims in validly signed tokens, both doors (SPEC §3)', () => {
+  it('get the same decision from both doors, and reach the upstream as the same identity bytes', async () => {
+    let n = 0;
+    let forwarded = 0;
+    await fc.assert(
+      fc.asyncProperty(claims, async (c) => {
+        const payload: Record<string, unknown> = { iss: 'scopegate-test', aud: 'api', iat: nowS(), exp: nowS() + 3600 };
+        for (const [k, v] of Object.entries(c)) if (v !== undefined) payload[k] = v;
+        // Signed by hand: jose's SignJWT refuses some of these claims before signing.
+        const signing = `${Buffer.from('{"alg":"HS256","typ":"JWT"}').toString('base64url')}.${Buffer.from(JSON.stringify(payload)).toString('base64url')}`;
+        const token = `${signing}.${createHmac('sha256', TEST_SECRET).update(signing).digest('base64url')}`;
+        const id = `claims-${n++}`;
+        const answers = await Promise.all(
+          RUNTIMES.map(async (r) => {
+            const a = await exchange(doors.get(r)!.url, `GET /v2/room/42 HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${token}\r\nX-Fuzz: ${id}-${r}\r\n\r\n`, false);
+            return [r, a] as const;
+          }),
+        );
+        const what = () => `claims ${JSON.stringify(payload).slice(0, 400)}\n${answers.map(([r, a]) => `${r}: ${JSON.stringify(a.raw.slice(0, 300))}`).join('\n')}`;
+        for (const [, a] of answers) if (a.status === 500 || a.status === 0) throw new Error(`answered ${a.status}: ${what()}`);
+        if (answers[0]![1].status !== answers[1]![1].status) throw new Error(`the doors decided differently: ${what()}`);
+        if (answers[0]![1].status !== 200) return;
+        forwarded++;
+        // What each door sent upstream as identity, byte for byte (raw header lines, latin1).
+        const sentBy = (r: Runtime): string[] => {
+          const rec = up.requests.find((q) => q.headers['x-fuzz'] === `${id}-${r}`);
+          if (!rec) throw new Error(`${r}: a 200 the upstream never saw: ${what()}`);
+          const out: string[] = [];
+          for (let i = 0; i < rec.rawHeaders.length; i += 2) if (rec.rawHeaders[i]!.toLowerCase().startsWith('x-auth-')) out.push(`${rec.rawHeaders[i]!.toLowerCase()}: ${Buffer.from(rec.rawHeaders[i + 1]!, 'latin1').toString('hex')}`);
+          return out.sort();
+        };
+        const [node, bun] = [sentBy('node'), sentBy('bun')];
+        if (JSON.stringify(node) !== JSON.stringify(bun)) throw new Error(`different identity headers upstream:\nnode ${JSON.stringify(node)}\nbun  ${JSON.stringify(bun)}\n${what()}`);
+        if (node.some((h) => h.includes(Buffer.from('mallory').toString('hex')) && !h.startsWith('x-auth-room-name') && !h.startsWith('x-auth-token-id'))) throw new Error(`a claim wrote a header of its own: ${what()}`);
+      }),
+      { numRuns: RUNS },
+    );
+    expect(forwarded).toBeGreaterThan(RUNS / 25);
+  }, 300_000);
 });
 
 describe('the Hono middleware on @hono/node-server, the same hostile bytes (SPEC §8)', () => {
