@@ -19,8 +19,9 @@
  * surrogates, 5,000-character strings, odd `exp`) must get the same decision from both doors, and
  * an allowed one must reach the upstream with the same identity-header bytes from each.
  *
- * The Hono middleware, on @hono/node-server in this process, gets the same requests: what its
- * application's handler receives must pass the same check, and it must decide as the Node door.
+ * The Hono middleware gets the same requests on @hono/node-server (in this process) and on
+ * Bun.serve (a Bun process): what its application's handler receives must pass the same check,
+ * and it must decide as the proxy door on the same runtime.
  *
  * A second pair of doors answers forward-auth sub-requests (nginx, Traefik and Envoy styles, mixed
  * and repeated descriptions): a 2xx there means "forward", so every 200 must name a token that may
@@ -36,14 +37,16 @@
  */
 import { serve, type ServerType } from '@hono/node-server';
 import fc from 'fast-check';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { createHmac } from 'node:crypto';
+import { join } from 'node:path';
 import { Hono } from 'hono';
 import { connect, type AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { scopegate, type ScopegatePrincipal } from '../../src/doors/hono/index.js';
 import { baseConfig, TEST_SECRET } from '../helpers/gateway.js';
 import { fuzzRuns } from '../helpers/fuzz.js';
-import { spawnGateway, type GatewayProcess, type Runtime } from '../helpers/process.js';
+import { BUN, ROOT, spawnGateway, type GatewayProcess, type Runtime } from '../helpers/process.js';
 import { hsToken, nowS, tempDir, unsecuredToken, type TempDir } from '../helpers/tokens.js';
 import { startUpstream, type RecordedRequest, type Upstream } from '../helpers/upstream.js';
 
@@ -563,6 +566,19 @@ describe('hostile claims in validly signed tokens, both doors (SPEC §3)', () =>
   }, 300_000);
 });
 
+/** The Hono middleware's options: the proxy doors' config, as an object. */
+const HONO_OPTIONS = {
+  realm: 'api',
+  trusted_proxies: ['10.255.255.255/32'],
+  tokens: { issuers: [{ name: 'local', issuer: 'scopegate-test', audience: 'api', algorithms: ['HS256' as const], secrets: [TEST_SECRET], claims: { client_type: 'client_type', scopes: 'scope', room: 'room_id', room_name: 'room_name' } }] },
+  rate_limit: { store: 'memory' as const, default: { limit: 1_000_000, window_s: 60 } },
+  routes: [
+    { path: '/v2/capabilities', public: true },
+    { id: 'notify', path: '/v2/room/{room}/notification', methods: ['POST' as const], scopes: ['send_notification'], room_param: 'room' },
+    { id: 'get-room', path: '/v2/room/{room}', methods: ['GET' as const], scopes: ['view_room'], room_param: 'room' },
+  ],
+};
+
 describe('the Hono middleware on @hono/node-server, the same hostile bytes (SPEC §8)', () => {
   let server: ServerType;
   let url: string;
@@ -571,21 +587,7 @@ describe('the Hono middleware on @hono/node-server, the same hostile bytes (SPEC
 
   beforeAll(async () => {
     const app = new Hono();
-    app.use(
-      '*',
-      scopegate({
-        realm: 'api',
-        trusted_proxies: ['10.255.255.255/32'],
-        tokens: { issuers: [{ name: 'local', issuer: 'scopegate-test', audience: 'api', algorithms: ['HS256'], secrets: [TEST_SECRET], claims: { client_type: 'client_type', scopes: 'scope', room: 'room_id', room_name: 'room_name' } }] },
-        rate_limit: { store: 'memory', default: { limit: 1_000_000, window_s: 60 } },
-        routes: [
-          { path: '/v2/capabilities', public: true },
-          { id: 'notify', path: '/v2/room/{room}/notification', methods: ['POST'], scopes: ['send_notification'], room_param: 'room' },
-          { id: 'get-room', path: '/v2/room/{room}', methods: ['GET'], scopes: ['view_room'], room_param: 'room' },
-        ],
-        onError: () => undefined,
-      }),
-    );
+    app.use('*', scopegate({ ...HONO_OPTIONS, onError: () => undefined }));
     app.all('*', (c) => {
       reached.push({ method: c.req.method, url: c.req.url, who: c.get('scopegate') });
       return c.text('ok');
@@ -615,5 +617,67 @@ describe('the Hono middleware on @hono/node-server, the same hostile bytes (SPEC
     );
     // The generator got past the middleware, to the application, in a good share of the runs.
     expect(reached.length).toBeGreaterThan(RUNS / 10);
+  }, 300_000);
+});
+
+/** The same Hono app on Bun.serve, in a Bun process; GET /__reached lists what its handler served. */
+const BUN_HONO_APP = `
+import { Hono } from ${JSON.stringify(join(ROOT, 'node_modules/hono/dist/index.js'))};
+import { scopegate } from ${JSON.stringify(join(ROOT, 'src/doors/hono/index.ts'))};
+const reached = [];
+const app = new Hono();
+app.get('/__reached', (c) => c.json(reached.splice(0)));
+app.use('*', scopegate({ ...JSON.parse(process.argv[2]), onError: () => undefined }));
+app.all('*', (c) => (reached.push({ method: c.req.method, url: c.req.url, who: c.get('scopegate') }), c.text('ok')));
+const server = Bun.serve({ hostname: '127.0.0.1', port: 0, fetch: app.fetch });
+console.log('listening ' + server.port);
+`;
+
+describe('the Hono middleware on Bun.serve, the same hostile bytes (SPEC §8)', () => {
+  let child: ChildProcess;
+  let url: string;
+  let scriptDir: TempDir;
+
+  beforeAll(async () => {
+    scriptDir = await tempDir();
+    const d = scriptDir;
+    const script = await d.write('app.ts', BUN_HONO_APP);
+    child = spawn(BUN, [script, JSON.stringify(HONO_OPTIONS)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    url = await new Promise<string>((resolve, reject) => {
+      let out = '';
+      let err = '';
+      child.stderr!.on('data', (c: Buffer) => (err += c.toString()));
+      child.stdout!.on('data', (c: Buffer) => {
+        out += c.toString();
+        const m = /listening (\d+)/.exec(out);
+        if (m) resolve(`http://127.0.0.1:${m[1]}`);
+      });
+      child.on('exit', (code) => reject(new Error(`the Bun app exited (${code}): ${err}`)));
+    });
+  }, 30_000);
+
+  afterAll(async () => {
+    child?.kill('SIGKILL');
+    await scriptDir?.cleanup();
+  });
+
+  it('never lets the application serve what the route table refuses, and decides as the Bun door does', async () => {
+    let served = 0;
+    await fc.assert(
+      fc.asyncProperty(fc.oneof({ arbitrary: nearValid, weight: 3 }, anything), async (g) => {
+        const [hono, bun] = await Promise.all([exchange(url, g.bytes, g.method === 'HEAD'), exchange(doors.get('bun')!.url, g.bytes, g.method === 'HEAD')]);
+        const reached = (await (await fetch(`${url}/__reached`)).json()) as { method: string; url: string; who: ScopegatePrincipal | undefined }[];
+        served += reached.length;
+        for (const r of reached) {
+          const why = breach({ method: r.method, url: new URL(r.url).pathname, headers: { 'x-auth-subject': r.who?.subject } } as unknown as RecordedRequest);
+          if (why) throw new Error(`the application got it: ${why}\nrequest sent:\n${JSON.stringify(g.bytes.slice(0, 600))}\napp saw: ${r.method} ${r.url} ${JSON.stringify(r.who)}`);
+        }
+        if (hono.status !== bun.status && DECIDED.has(hono.status) && DECIDED.has(bun.status)) {
+          throw new Error(`the Hono middleware on Bun decided ${hono.status}, the Bun door ${bun.status}, for ${JSON.stringify(g.bytes.slice(0, 600))}`);
+        }
+      }),
+      { numRuns: RUNS },
+    );
+    expect(served).toBeGreaterThan(RUNS / 10);
   }, 300_000);
 });
