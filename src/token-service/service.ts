@@ -286,7 +286,8 @@ export async function createTokenService(loaded: LoadedConfig, deps: TokenServic
   if (!issuer) throw new ConfigError([{ path: 'token_service.issuer', message: `unknown issuer "${ts.issuer}"` }]);
   const { store, clock, logger, metrics } = deps;
   const render: RenderOptions = { realm: config.realm, docsUrl: config.docs_url };
-  const bodyIdleMs = config.listen.body_idle_timeout_ms;
+  /** A request body as every service route reads it: `max_body_bytes`, and the proxy path's idle bound. */
+  const readBody = (req: Request) => readBodyLimited(req, ts.max_body_bytes, config.listen.body_idle_timeout_ms);
 
   const needsRing = ['secrets', 'private_key_file', 'public_key_file', 'jwks_file', 'jwks_url'].every((k) => issuer[k as keyof typeof issuer] === undefined);
   let keyRing = deps.keyRing;
@@ -415,7 +416,7 @@ export async function createTokenService(loaded: LoadedConfig, deps: TokenServic
       };
       if (url.search !== '') return early('token request parameters go in the body, not the URL');
       if (!isMediaType(req.headers.get('content-type'), BODY_TYPES[dialect])) return early(`the body must be ${BODY_TYPES[dialect]}`);
-      const body = await readBodyLimited(req, ts.max_body_bytes, bodyIdleMs);
+      const body = await readBody(req);
       if (!body.ok) return early(body.why, body.code);
       const parsed = dialect === 'livedigital' ? parseJsonBody(body.text) : parseFormBody(body.text);
       if (!parsed.ok) return early(parsed.why);
@@ -443,7 +444,7 @@ export async function createTokenService(loaded: LoadedConfig, deps: TokenServic
       });
       if (url.search !== '') return early('parameters go in the body, not the URL');
       if (!isMediaType(req.headers.get('content-type'), BODY_TYPES.standard)) return early(`the body must be ${BODY_TYPES.standard}`);
-      const body = await readBodyLimited(req, ts.max_body_bytes, bodyIdleMs);
+      const body = await readBody(req);
       if (!body.ok) return early(body.why, body.code);
       const parsed = parseFormBody(body.text);
       if (!parsed.ok) return early(parsed.why);
@@ -465,10 +466,9 @@ export async function createTokenService(loaded: LoadedConfig, deps: TokenServic
     }
   }
 
-  const maxBodyBytes = ts.max_body_bytes;
   async function jsonBody(req: Request): Promise<unknown> {
     if (!isMediaType(req.headers.get('content-type'), 'application/json')) throw new GatewayError('invalid_request', { why: 'the body must be application/json' });
-    const body = await readBodyLimited(req, maxBodyBytes, bodyIdleMs);
+    const body = await readBody(req);
     if (!body.ok) throw new GatewayError(body.code, { why: body.why });
     try {
       return JSON.parse(body.text) as unknown;
@@ -568,11 +568,11 @@ export async function createTokenService(loaded: LoadedConfig, deps: TokenServic
       if (req.method === 'POST') {
         if (!isMediaType(req.headers.get('content-type'), 'application/x-www-form-urlencoded')) formError = 'it is not application/x-www-form-urlencoded';
         else {
-          const body = await readBodyLimited(req, ts.max_body_bytes, bodyIdleMs);
+          const body = await readBody(req);
           if (body.ok) form = new URLSearchParams(body.text);
           else if (body.code === 'request_timeout') {
-            const r = renderError(new GatewayError('request_timeout', { why: body.why }), render);
-            return { rendered: { status: r.status, headers: { ...r.headers, ...NO_STORE_HEADERS }, body: r.body }, outcome: { reason: 'request_timeout' } };
+            const r = envelope('request_timeout', { why: body.why });
+            return { rendered: { ...r, headers: { ...r.headers, ...NO_STORE_HEADERS } }, outcome: { reason: 'request_timeout' } };
           } else formError = body.why;
         }
       }

@@ -234,7 +234,7 @@ export async function startNodeGateway(opts: StartOptions): Promise<RunningGatew
     // Node ≥ 24.9 / 22.21: only a GET to websocket is an upgrade; anything else (h2c, TRACE with
     // Upgrade) stays an ordinary request with its parser intact. Older Node ignores the option:
     // handleNodeUpgrade below does the same by hand.
-    shouldUpgradeCallback: (req: http.IncomingMessage) => tunnels(req),
+    shouldUpgradeCallback: tunnels,
   } as http.ServerOptions;
   // One server, one wiring: with listen.tls it is an https.Server (a tls.Server underneath), whose
   // HTTP side takes the same options and events. The handshake is bounded like the head.
