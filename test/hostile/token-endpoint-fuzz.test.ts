@@ -15,40 +15,25 @@ import fc from 'fast-check';
 import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fuzzRuns } from '../helpers/fuzz.js';
-import { runCli, spawnGateway, type GatewayProcess, type Runtime } from '../helpers/process.js';
-import { tempDir, type TempDir } from '../helpers/tokens.js';
+import type { Runtime } from '../helpers/process.js';
 import { startUpstream, type Upstream } from '../helpers/upstream.js';
-import { processConfig } from '../token-service/processes.js';
+import { createClient, storeGateways, type StoreGateways } from '../token-service/processes.js';
 
 const RUNTIMES: Runtime[] = ['node', 'bun'];
 /** Generated requests; SCOPEGATE_FUZZ_RUNS raises it for a longer hunt. */
 const RUNS = fuzzRuns(150);
 
 let up: Upstream;
-const dirs: TempDir[] = [];
-const doors = new Map<Runtime, GatewayProcess>();
-const clients = new Map<Runtime, { id: string; secret: string }>();
+let gws: StoreGateways<{ id: string; secret: string }>;
 
 beforeAll(async () => {
   up = await startUpstream();
-  await Promise.all(
-    RUNTIMES.map(async (r) => {
-      const dir = await tempDir();
-      dirs.push(dir);
-      const file = await dir.write('gw.yaml', processConfig({ upstream: up.url, store: `${dir.path}/store` }));
-      const made = await runCli(['clients', 'create', '--config', file, '--name', 'fuzz', '--client-type', 'group', '--scopes', 'view_group', '--group', '7', '--group-name', 'Ops', '--json']);
-      expect(made.code, made.stderr).toBe(0);
-      const j = JSON.parse(made.stdout) as { client_id: string; client_secret: string };
-      clients.set(r, { id: j.client_id, secret: j.client_secret });
-      doors.set(r, await spawnGateway(file, { runtime: r, timeoutMs: 60_000 }));
-    }),
-  );
+  gws = await storeGateways(RUNTIMES, { upstream: up.url, prepare: (file) => createClient(file, 'fuzz', ['--group', '7', '--group-name', 'Ops']) });
 }, 120_000);
 
 afterAll(async () => {
-  await Promise.all([...doors.values()].map((d) => d.kill()));
+  await gws?.close();
   await up?.close();
-  await Promise.all(dirs.map((d) => d.cleanup()));
 });
 
 /** One exchange: the status (0: none) and the body, read until the response is complete or closed. */
@@ -159,8 +144,8 @@ describe('generated token requests on the wire, both doors (SPEC §9)', () => {
     let issued = 0;
     await fc.assert(
       fc.asyncProperty(req, async (q) => {
-        const sent = RUNTIMES.map((r) => render(q, clients.get(r)!));
-        const answers = await Promise.all(RUNTIMES.map((r, i) => exchange(doors.get(r)!.url, sent[i]!.bytes)));
+        const sent = RUNTIMES.map((r) => render(q, gws.prepared.get(r)!));
+        const answers = await Promise.all(RUNTIMES.map((r, i) => exchange(gws.doors.get(r)!.url, sent[i]!.bytes)));
         RUNTIMES.forEach((r, i) => {
           const a = answers[i]!;
           const s = sent[i]!;

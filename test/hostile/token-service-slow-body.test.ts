@@ -7,34 +7,27 @@
  */
 import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawnGateway, type GatewayProcess, type Runtime } from '../helpers/process.js';
-import { tempDir, type TempDir } from '../helpers/tokens.js';
+import type { Runtime } from '../helpers/process.js';
 import { startUpstream, type Upstream } from '../helpers/upstream.js';
-import { processConfig } from '../token-service/processes.js';
+import { storeGateways, type StoreGateways } from '../token-service/processes.js';
 
 const RUNTIMES: Runtime[] = ['node', 'bun'];
 const IDLE_MS = 300;
 
 let up: Upstream;
-const dirs: TempDir[] = [];
-const doors = new Map<Runtime, GatewayProcess>();
+let gws: StoreGateways<undefined>;
 
 beforeAll(async () => {
   up = await startUpstream();
-  await Promise.all(
-    RUNTIMES.map(async (r) => {
-      const dir = await tempDir();
-      dirs.push(dir);
-      const text = processConfig({ upstream: up.url, store: `${dir.path}/store` }).replace('listen: { host: 127.0.0.1, port: 0 }', `listen: { host: 127.0.0.1, port: 0, body_idle_timeout_ms: ${IDLE_MS}, idle_timeout_ms: 20000 }`);
-      doors.set(r, await spawnGateway(await dir.write('gw.yaml', text), { runtime: r, timeoutMs: 60_000 }));
-    }),
-  );
+  gws = await storeGateways(RUNTIMES, {
+    upstream: up.url,
+    edit: (text) => text.replace('listen: { host: 127.0.0.1, port: 0 }', `listen: { host: 127.0.0.1, port: 0, body_idle_timeout_ms: ${IDLE_MS}, idle_timeout_ms: 20000 }`),
+  });
 }, 90_000);
 
 afterAll(async () => {
-  await Promise.all([...doors.values()].map((d) => d.kill()));
+  await gws?.close();
   await up?.close();
-  await Promise.all(dirs.map((d) => d.cleanup()));
 });
 
 /** Sends a head that announces 100 bytes and 10 of them, then nothing; resolves with what came back and when. */
@@ -67,7 +60,7 @@ describe('a token-service request whose body stalls (SPEC §1.8, §9)', () => {
     ['/oauth/revoke', 'application/x-www-form-urlencoded', /"error":"invalid_request"/],
   ])('%s is answered 408 after body_idle_timeout_ms on both doors, and logged as request_timeout', async (path, type, body) => {
     for (const r of RUNTIMES) {
-      const d = doors.get(r)!;
+      const d = gws.doors.get(r)!;
       const got = await stall(d.url, path, type);
       expect(got.raw, r).toMatch(/^HTTP\/1\.1 408 /);
       expect(got.raw, r).toMatch(body);

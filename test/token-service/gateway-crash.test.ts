@@ -26,10 +26,10 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LOCK_FILE } from '../../src/token-service/store/lock.js';
-import { runCli, spawnGateway, type GatewayProcess } from '../helpers/process.js';
+import { spawnGateway, type GatewayProcess } from '../helpers/process.js';
 import { tempDir, type TempDir } from '../helpers/tokens.js';
 import { startUpstream, type Upstream } from '../helpers/upstream.js';
-import { expectLetThrough, processConfig, tokenRequest, verdict, type TokenAnswer, type TokenDialect } from './processes.js';
+import { createClient, expectLetThrough, processConfig, tokenRequest, verdict, type TokenAnswer, type TokenDialect } from './processes.js';
 
 type Client = { id: string; secret: string };
 /** A refresh token as the client holds it: the client-side label of its family, and how many rotations made it (0: the grant's own). */
@@ -55,10 +55,7 @@ beforeAll(async () => {
   file = await dir.write('gw.yaml', processConfig({ upstream: up.url, store: join(dir.path, 'store') }));
   // PGlite's first start (initdb) is slow on a busy machine.
   gw = await spawnGateway(file, { timeoutMs: 60_000 });
-  const made = await runCli(['clients', 'create', '--config', file, '--name', 'crash burst', '--client-type', 'group', '--scopes', 'view_group', '--json']);
-  expect(made.code, made.stderr).toBe(0);
-  const j = JSON.parse(made.stdout) as { client_id: string; client_secret: string };
-  client = { id: j.client_id, secret: j.client_secret };
+  client = await createClient(file, 'crash burst');
 }, 90_000);
 afterAll(async () => {
   await gw?.kill();

@@ -15,6 +15,8 @@
  *   await lagUntilRefused([gw.url], token, performance.now(), 5 * MAX_LAG_MS);
  */
 import { expect } from 'vitest';
+import { runCli, spawnGateway, type GatewayProcess, type Runtime } from '../helpers/process.js';
+import { tempDir, type TempDir } from '../helpers/tokens.js';
 import type { Upstream } from '../helpers/upstream.js';
 import { STORE_ISSUER } from './harness.js';
 
@@ -52,6 +54,58 @@ routes:
     methods: [GET]
     scopes: [view_group]
 `;
+}
+
+/**
+ * `scopegate clients create` on the store `file` names (the CLI opens the store itself): a group
+ * client with scope view_group; `extra` adds options (e.g. `--group 7 --group-name Ops`).
+ */
+export async function createClient(file: string, name: string, extra: string[] = []): Promise<{ id: string; secret: string }> {
+  const r = await runCli(['clients', 'create', '--config', file, '--name', name, '--client-type', 'group', '--scopes', 'view_group', ...extra, '--json']);
+  expect(r.code, r.stderr).toBe(0);
+  const j = JSON.parse(r.stdout) as { client_id: string; client_secret: string };
+  return { id: j.client_id, secret: j.client_secret };
+}
+
+/** Gateways started by storeGateways, one per runtime, and what `prepare` returned for each. */
+export interface StoreGateways<T> {
+  doors: Map<Runtime, GatewayProcess>;
+  prepared: Map<Runtime, T>;
+  /** Stops every gateway and removes their directories. */
+  close(): Promise<void>;
+}
+
+/**
+ * One gateway per runtime, each with the token service on an embedded store in a directory of
+ * its own (processConfig; `edit` rewrites the text). `prepare` runs on the config file before the
+ * gateway starts, while nothing else holds the store (e.g. createClient).
+ */
+export async function storeGateways<T = undefined>(
+  runtimes: readonly Runtime[],
+  o: { upstream: string; edit?: (text: string) => string; prepare?: (file: string) => Promise<T> },
+): Promise<StoreGateways<T>> {
+  const doors = new Map<Runtime, GatewayProcess>();
+  const prepared = new Map<Runtime, T>();
+  const dirs: TempDir[] = [];
+  await Promise.all(
+    runtimes.map(async (r) => {
+      const dir = await tempDir();
+      dirs.push(dir);
+      const text = processConfig({ upstream: o.upstream, store: `${dir.path}/store` });
+      const file = await dir.write('gw.yaml', o.edit ? o.edit(text) : text);
+      if (o.prepare) prepared.set(r, await o.prepare(file));
+      // PGlite's first start (initdb) is slow on a busy machine.
+      doors.set(r, await spawnGateway(file, { runtime: r, timeoutMs: 60_000 }));
+    }),
+  );
+  return {
+    doors,
+    prepared,
+    close: async () => {
+      await Promise.all([...doors.values()].map((d) => d.kill()));
+      await Promise.all(dirs.map((d) => d.cleanup()));
+    },
+  };
 }
 
 export const basicAuth = (id: string, secret: string) => `Basic ${Buffer.from(`${id}:${secret}`).toString('base64')}`;

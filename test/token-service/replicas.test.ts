@@ -15,12 +15,12 @@
  *     caches, is refused by A and by B within a generous bound of revocation.max_lag_ms.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { runCli, spawnGateway, type GatewayProcess } from '../helpers/process.js';
+import { spawnGateway, type GatewayProcess } from '../helpers/process.js';
 import { createTestSchema, describePostgres, type TestSchema } from '../helpers/postgres.js';
 import { tempDir, type TempDir } from '../helpers/tokens.js';
 import { startUpstream, type Upstream } from '../helpers/upstream.js';
 import { jwtPayload } from './harness.js';
-import { expectLetThrough, issue, lagUntilRefused, MAX_LAG_MS, processConfig, tokenRequest, verdict, type TokenDialect } from './processes.js';
+import { createClient, expectLetThrough, issue, lagUntilRefused, MAX_LAG_MS, processConfig, tokenRequest, verdict, type TokenDialect } from './processes.js';
 
 type Client = { id: string; secret: string };
 
@@ -36,12 +36,7 @@ describePostgres('two gateway processes on one PostgreSQL', () => {
   let client: Client;
 
   /** `scopegate clients create` on the shared store (the CLI opens the database itself). */
-  async function createClient(name: string): Promise<Client> {
-    const r = await runCli(['clients', 'create', '--config', file, '--name', name, '--client-type', 'group', '--scopes', 'view_group', '--group', '7', '--group-name', 'Ops', '--json']);
-    expect(r.code, r.stderr).toBe(0);
-    const j = JSON.parse(r.stdout) as { client_id: string; client_secret: string };
-    return { id: j.client_id, secret: j.client_secret };
-  }
+  const newClient = (name: string): Promise<Client> => createClient(file, name, ['--group', '7', '--group-name', 'Ops']);
 
   /** A refresh_token grant; the status and error code of a refusal, or the new pair. */
   async function refresh(g: GatewayProcess, dialect: TokenDialect, rt: string) {
@@ -63,7 +58,7 @@ describePostgres('two gateway processes on one PostgreSQL', () => {
     file = await dir.write('gw.yaml', processConfig({ upstream: up.url, store: schema.url }));
     // Started together: both find no key and race to generate one.
     [a, b] = await Promise.all([spawnGateway(file, { timeoutMs: 60_000 }), spawnGateway(file, { timeoutMs: 60_000 })]);
-    client = await createClient('replicas');
+    client = await newClient('replicas');
   }, 90_000);
   afterAll(async () => {
     await Promise.all([a?.kill(), b?.kill()]);
@@ -98,7 +93,7 @@ describePostgres('two gateway processes on one PostgreSQL', () => {
   });
 
   it('the HipChat dialect (Basic + form) on B, for a client just made in the shared store', async () => {
-    const fresh = await createClient('hipchat on B');
+    const fresh = await newClient('hipchat on B');
     const r = await tokenRequest(b.url, 'hipchat', fresh, { grant_type: 'client_credentials', scope: 'view_group' });
     expect(r.status).toBe(200);
     expect(r.body).toMatchObject({ token_type: 'bearer', scope: 'view_group', expires_in: 3600, group_id: 7, group_name: 'Ops' });
