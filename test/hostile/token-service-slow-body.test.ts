@@ -5,8 +5,8 @@
  * door held such a request for as long as the client kept the connection, and the Bun door closed
  * it without an answer at its idle timeout.
  */
-import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { exchangeOne } from '../helpers/http.js';
 import type { Runtime } from '../helpers/process.js';
 import { startUpstream, type Upstream } from '../helpers/upstream.js';
 import { storeGateways, type StoreGateways } from '../token-service/processes.js';
@@ -31,25 +31,10 @@ afterAll(async () => {
 });
 
 /** Sends a head that announces 100 bytes and 10 of them, then nothing; resolves with what came back and when. */
-function stall(url: string, path: string, type: string): Promise<{ raw: string; ms: number }> {
-  const u = new URL(url);
-  return new Promise((resolve) => {
-    const t0 = performance.now();
-    let raw = '';
-    const s = connect(Number(u.port), u.hostname, () => s.write(`POST ${path} HTTP/1.1\r\nHost: x\r\nContent-Type: ${type}\r\nContent-Length: 100\r\n\r\ngrant_type`));
-    const done = () => {
-      clearTimeout(giveUp);
-      s.destroy();
-      resolve({ raw, ms: performance.now() - t0 });
-    };
-    const giveUp = setTimeout(done, 10_000);
-    s.on('data', (c: Buffer) => {
-      raw += c.toString('latin1');
-      if (raw.includes('\r\n\r\n') && raw.slice(raw.indexOf('\r\n\r\n') + 4).trim().endsWith('}')) done();
-    });
-    s.on('error', () => undefined);
-    s.on('close', done);
-  });
+async function stall(url: string, path: string, type: string): Promise<{ raw: string; ms: number }> {
+  const t0 = performance.now();
+  const { raw } = await exchangeOne(url, `POST ${path} HTTP/1.1\r\nHost: x\r\nContent-Type: ${type}\r\nContent-Length: 100\r\n\r\ngrant_type`, { waitMs: 10_000 });
+  return { raw, ms: performance.now() - t0 };
 }
 
 describe('a token-service request whose body stalls (SPEC §1.8, §9)', () => {

@@ -41,11 +41,12 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import { join } from 'node:path';
 import { Hono } from 'hono';
-import { connect, type AddressInfo } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { scopegate, type ScopegatePrincipal } from '../../src/doors/hono/index.js';
 import { baseConfig, TEST_SECRET } from '../helpers/gateway.js';
 import { fuzzRuns } from '../helpers/fuzz.js';
+import { exchangeOne, finalHeaderOf, type RawExchange } from '../helpers/http.js';
 import { BUN, ROOT, spawnGateway, type GatewayProcess, type Runtime } from '../helpers/process.js';
 import { hsToken, nowS, tempDir, unsecuredToken, type TempDir } from '../helpers/tokens.js';
 import { startUpstream, type RecordedRequest, type Upstream } from '../helpers/upstream.js';
@@ -104,57 +105,6 @@ afterAll(async () => {
   await up?.close();
   await dir?.cleanup();
 });
-
-/** Interim 1xx responses (one or more; 101 is final) before the final one: a status line, its header lines, a blank line. */
-const INTERIM = /^(?:HTTP\/1\.[01] 1(?!01)\d\d[^\r\n]*\r\n(?:(?!HTTP\/)[^\r\n]+\r\n)*\r\n)+/;
-
-/** What one exchange came back with: the status line's code (0: none), everything read. */
-interface Exchange {
-  status: number;
-  raw: string;
-}
-
-/**
- * Writes `bytes` on a fresh connection and reads until one response is complete (by its
- * Content-Length, its chunked end, or no body for HEAD / 1xx-less 204 / 304), the peer closes, or
- * `waitMs` passes. Interim 1xx responses are skipped.
- */
-function exchange(url: string, bytes: string, isHead: boolean, waitMs = 2_500): Promise<Exchange> {
-  const u = new URL(url);
-  return new Promise((resolve) => {
-    let raw = '';
-    let done = false;
-    const finish = (): void => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      sock.destroy();
-      const m = /^HTTP\/1\.[01] (\d{3})/.exec(raw.replace(INTERIM, ''));
-      resolve({ status: m ? Number(m[1]) : 0, raw });
-    };
-    const complete = (): boolean => {
-      const rest = raw.replace(INTERIM, '');
-      const end = rest.indexOf('\r\n\r\n');
-      if (end < 0) return false;
-      const head = rest.slice(0, end).toLowerCase();
-      const body = rest.slice(end + 4);
-      const status = Number(/^http\/1\.[01] (\d{3})/.exec(head)?.[1] ?? 0);
-      if (isHead || status === 101 || status === 204 || status === 304) return true;
-      const cl = /\r\ncontent-length: *(\d+)/.exec(head);
-      if (cl) return Buffer.byteLength(body, 'latin1') >= Number(cl[1]);
-      if (/\r\ntransfer-encoding: *chunked/.test(head)) return body.endsWith('0\r\n\r\n');
-      return false; // close-delimited: wait for the close
-    };
-    const sock = connect(Number(u.port), u.hostname, () => sock.write(bytes, 'latin1'));
-    const timer = setTimeout(finish, waitMs);
-    sock.on('data', (c: Buffer) => {
-      raw += c.toString('latin1');
-      if (complete()) finish();
-    });
-    sock.on('error', () => undefined);
-    sock.on('close', finish);
-  });
-}
 
 // --- the generator -------------------------------------------------------------------------------
 
@@ -340,24 +290,17 @@ const faRequest: fc.Arbitrary<FaGenerated> = fc
     return { bytes: `${lines.join('\r\n')}\r\n\r\n`, method: envoy ? g.method : g.subMethod, subMethod: envoy ? g.method : g.subMethod, described: { method: g.method, target } };
   });
 
-/** A response header's value (the first), from the raw bytes of one exchange. */
-function headerOf(raw: string, name: string): string | undefined {
-  const final = raw.replace(INTERIM, '');
-  const head = final.slice(0, final.indexOf('\r\n\r\n'));
-  const m = new RegExp(`\\r\\n${name}: *([^\\r]*)`, 'i').exec(head);
-  return m?.[1];
-}
 
 /** Why a forward-auth answer lets through what the route table refuses, or undefined. */
-function faBreach(f: FaGenerated, a: Exchange): string | undefined {
+function faBreach(f: FaGenerated, a: RawExchange): string | undefined {
   if (a.status === 500) return 'answered 500';
   if (a.status >= 200 && a.status < 300 && a.status !== 200) {
     // Envoy style answers auth_test with its 202 (any other 2xx would be "forward").
     return a.status === 202 && f.described.target.includes('auth_test=true') ? undefined : `a ${a.status}: every 2xx is "forward" to a front proxy`;
   }
   if (a.status !== 200) return undefined;
-  const uri = headerOf(a.raw, 'x-scopegate-uri');
-  const subject = headerOf(a.raw, 'x-auth-subject');
+  const uri = finalHeaderOf(a.raw, 'x-scopegate-uri');
+  const subject = finalHeaderOf(a.raw, 'x-auth-subject');
   if (uri === undefined) return 'a 200 without X-Scopegate-Uri';
   const [path = '', query = ''] = uri.split('?', 2) as [string, string?];
   if (/(^|&)auth_token=/i.test(query)) return 'auth_token left in X-Scopegate-Uri';
@@ -381,7 +324,7 @@ function faBreach(f: FaGenerated, a: Exchange): string | undefined {
 // --- the invariants ------------------------------------------------------------------------------
 
 /** Why a request the upstream received should never have reached it, or undefined. */
-function breach(r: RecordedRequest): string | undefined {
+function breach(r: Pick<RecordedRequest, 'method' | 'url' | 'headers'>): string | undefined {
   const h = r.headers;
   const [path = '', query = ''] = r.url.split('?', 2) as [string, string?];
   const subject = h['x-auth-subject'];
@@ -414,7 +357,7 @@ const seen = new Map<string, number>();
 /** Sends one generated request to both doors at once and checks what came of it. */
 async function probe(g: Generated, tag: string): Promise<void> {
   const before = up.requests.length;
-  const answers = await Promise.all(RUNTIMES.map(async (r) => [r, await exchange(doors.get(r)!.url, g.bytes, g.method === 'HEAD')] as const));
+  const answers = await Promise.all(RUNTIMES.map(async (r) => [r, await exchangeOne(doors.get(r)!.url, g.bytes, { head: g.method === 'HEAD' })] as const));
   // A forwarded request is recorded when its head arrives, before any answer goes back.
   for (const rec of up.requests.slice(before)) {
     const why = breach(rec);
@@ -463,7 +406,7 @@ describe('hostile bytes on the wire, both doors (SPEC §1, §3, §5, §8)', () =
   it('forward-auth sub-requests (nginx, Traefik, Envoy styles, mixed, repeated): never a 2xx the route table refuses, the doors alike', async () => {
     await fc.assert(
       fc.asyncProperty(faRequest, async (f) => {
-        const answers = await Promise.all(RUNTIMES.map(async (r) => [r, await exchange(faDoors.get(r)!.url, f.bytes, f.subMethod === 'HEAD')] as const));
+        const answers = await Promise.all(RUNTIMES.map(async (r) => [r, await exchangeOne(faDoors.get(r)!.url, f.bytes, { head: f.subMethod === 'HEAD' })] as const));
         for (const [r, a] of answers) {
           const key = `fa ${r} ${a.status}`;
           seen.set(key, (seen.get(key) ?? 0) + 1);
@@ -473,8 +416,8 @@ describe('hostile bytes on the wire, both doors (SPEC §1, §3, §5, §8)', () =
         const n = answers[0]![1];
         const b = answers[1]![1];
         // The status the decision gave (nginx style maps every refusal to 401 / 403 and sends it in X-Scopegate-Status).
-        const real = (a: Exchange): number => Number(headerOf(a.raw, 'x-scopegate-status') ?? a.status);
-        const same = n.status === b.status && real(n) === real(b) && (n.status !== 200 || (headerOf(n.raw, 'x-auth-subject') === headerOf(b.raw, 'x-auth-subject') && headerOf(n.raw, 'x-scopegate-uri') === headerOf(b.raw, 'x-scopegate-uri')));
+        const real = (a: RawExchange): number => Number(finalHeaderOf(a.raw, 'x-scopegate-status') ?? a.status);
+        const same = n.status === b.status && real(n) === real(b) && (n.status !== 200 || (finalHeaderOf(n.raw, 'x-auth-subject') === finalHeaderOf(b.raw, 'x-auth-subject') && finalHeaderOf(n.raw, 'x-scopegate-uri') === finalHeaderOf(b.raw, 'x-scopegate-uri')));
         if (!same && DECIDED.has(real(n)) && DECIDED.has(real(b))) {
           throw new Error(`the doors answered the sub-request differently:\n${JSON.stringify(f.bytes.slice(0, 700))}\nnode: ${JSON.stringify(n.raw.slice(0, 500))}\nbun: ${JSON.stringify(b.raw.slice(0, 500))}`);
         }
@@ -493,7 +436,7 @@ describe('hostile bytes on the wire, both doors (SPEC §1, §3, §5, §8)', () =
     for (const r of RUNTIMES) {
       const d = doors.get(r)!;
       expect(d.child.exitCode, `${r} exited`).toBeNull();
-      const ok = await exchange(d.url, `GET /v2/room/42 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${tok.alice}\r\n\r\n`, false);
+      const ok = await exchangeOne(d.url, `GET /v2/room/42 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${tok.alice}\r\n\r\n`);
       expect(ok.status, `${r}: ${ok.raw.slice(0, 300)}`).toBe(200);
       expect(d.stdout.filter((l) => l.includes('unexpected error')), r).toEqual([]);
     }
@@ -539,7 +482,7 @@ describe('hostile claims in validly signed tokens, both doors (SPEC §3)', () =>
         const id = `claims-${n++}`;
         const answers = await Promise.all(
           RUNTIMES.map(async (r) => {
-            const a = await exchange(doors.get(r)!.url, `GET /v2/room/42 HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${token}\r\nX-Fuzz: ${id}-${r}\r\n\r\n`, false);
+            const a = await exchangeOne(doors.get(r)!.url, `GET /v2/room/42 HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${token}\r\nX-Fuzz: ${id}-${r}\r\n\r\n`);
             return [r, a] as const;
           }),
         );
@@ -579,11 +522,44 @@ const HONO_OPTIONS = {
   ],
 };
 
+/** What reached a Hono application's handler: the middleware let it through. */
+interface Served {
+  method: string;
+  url: string;
+  who: ScopegatePrincipal | undefined;
+}
+
+/**
+ * The Hono middleware's property: each generated request goes to the Hono app at `url` and to the
+ * proxy door on the same runtime; what the app's handler served (`servedSince`) must pass the
+ * proxy doors' breach check, and where both reached the decision they must answer alike. Resolves
+ * with how many requests the app served.
+ */
+async function honoAgainstDoor(door: Runtime, url: string, servedSince: () => Promise<Served[]>): Promise<number> {
+  let served = 0;
+  await fc.assert(
+    fc.asyncProperty(fc.oneof({ arbitrary: nearValid, weight: 3 }, anything), async (g) => {
+      const [hono, proxy] = await Promise.all([exchangeOne(url, g.bytes, { head: g.method === 'HEAD' }), exchangeOne(doors.get(door)!.url, g.bytes, { head: g.method === 'HEAD' })]);
+      const reached = await servedSince();
+      served += reached.length;
+      for (const r of reached) {
+        const why = breach({ method: r.method, url: new URL(r.url).pathname, headers: { 'x-auth-subject': r.who?.subject } });
+        if (why) throw new Error(`the application got it: ${why}\nrequest sent:\n${JSON.stringify(g.bytes.slice(0, 600))}\napp saw: ${r.method} ${r.url} ${JSON.stringify(r.who)}`);
+      }
+      if (hono.status !== proxy.status && DECIDED.has(hono.status) && DECIDED.has(proxy.status)) {
+        throw new Error(`the Hono middleware on ${door} decided ${hono.status}, the ${door} door ${proxy.status}, for ${JSON.stringify(g.bytes.slice(0, 600))}`);
+      }
+    }),
+    { numRuns: RUNS },
+  );
+  return served;
+}
+
 describe('the Hono middleware on @hono/node-server, the same hostile bytes (SPEC §8)', () => {
   let server: ServerType;
   let url: string;
-  /** What reached the application's handler: the middleware let it through. */
-  const reached: { method: string; url: string; who: ScopegatePrincipal | undefined }[] = [];
+  /** What the application's handler served, not yet checked. */
+  const reached: Served[] = [];
 
   beforeAll(async () => {
     const app = new Hono();
@@ -600,23 +576,9 @@ describe('the Hono middleware on @hono/node-server, the same hostile bytes (SPEC
   afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
 
   it('never lets the application serve what the route table refuses, and decides as the Node door does', async () => {
-    await fc.assert(
-      fc.asyncProperty(fc.oneof({ arbitrary: nearValid, weight: 3 }, anything), async (g) => {
-        const before = reached.length;
-        const [hono, node] = await Promise.all([exchange(url, g.bytes, g.method === 'HEAD'), exchange(doors.get('node')!.url, g.bytes, g.method === 'HEAD')]);
-        for (const r of reached.slice(before)) {
-          const path = new URL(r.url).pathname;
-          const why = breach({ method: r.method, url: path, headers: { 'x-auth-subject': r.who?.subject } } as unknown as RecordedRequest);
-          if (why) throw new Error(`the application got it: ${why}\nrequest sent:\n${JSON.stringify(g.bytes.slice(0, 600))}\napp saw: ${r.method} ${r.url} ${JSON.stringify(r.who)}`);
-        }
-        if (hono.status !== node.status && DECIDED.has(hono.status) && DECIDED.has(node.status)) {
-          throw new Error(`the Hono middleware decided ${hono.status}, the Node door ${node.status}, for ${JSON.stringify(g.bytes.slice(0, 600))}`);
-        }
-      }),
-      { numRuns: RUNS },
-    );
+    const served = await honoAgainstDoor('node', url, () => Promise.resolve(reached.splice(0)));
     // The generator got past the middleware, to the application, in a good share of the runs.
-    expect(reached.length).toBeGreaterThan(RUNS / 10);
+    expect(served).toBeGreaterThan(RUNS / 10);
   }, 300_000);
 });
 
@@ -640,8 +602,7 @@ describe('the Hono middleware on Bun.serve, the same hostile bytes (SPEC §8)', 
 
   beforeAll(async () => {
     scriptDir = await tempDir();
-    const d = scriptDir;
-    const script = await d.write('app.ts', BUN_HONO_APP);
+    const script = await scriptDir.write('app.ts', BUN_HONO_APP);
     child = spawn(BUN, [script, JSON.stringify(HONO_OPTIONS)], { stdio: ['ignore', 'pipe', 'pipe'] });
     url = await new Promise<string>((resolve, reject) => {
       let out = '';
@@ -662,22 +623,7 @@ describe('the Hono middleware on Bun.serve, the same hostile bytes (SPEC §8)', 
   });
 
   it('never lets the application serve what the route table refuses, and decides as the Bun door does', async () => {
-    let served = 0;
-    await fc.assert(
-      fc.asyncProperty(fc.oneof({ arbitrary: nearValid, weight: 3 }, anything), async (g) => {
-        const [hono, bun] = await Promise.all([exchange(url, g.bytes, g.method === 'HEAD'), exchange(doors.get('bun')!.url, g.bytes, g.method === 'HEAD')]);
-        const reached = (await (await fetch(`${url}/__reached`)).json()) as { method: string; url: string; who: ScopegatePrincipal | undefined }[];
-        served += reached.length;
-        for (const r of reached) {
-          const why = breach({ method: r.method, url: new URL(r.url).pathname, headers: { 'x-auth-subject': r.who?.subject } } as unknown as RecordedRequest);
-          if (why) throw new Error(`the application got it: ${why}\nrequest sent:\n${JSON.stringify(g.bytes.slice(0, 600))}\napp saw: ${r.method} ${r.url} ${JSON.stringify(r.who)}`);
-        }
-        if (hono.status !== bun.status && DECIDED.has(hono.status) && DECIDED.has(bun.status)) {
-          throw new Error(`the Hono middleware on Bun decided ${hono.status}, the Bun door ${bun.status}, for ${JSON.stringify(g.bytes.slice(0, 600))}`);
-        }
-      }),
-      { numRuns: RUNS },
-    );
+    const served = await honoAgainstDoor('bun', url, async () => (await (await fetch(`${url}/__reached`)).json()) as Served[]);
     expect(served).toBeGreaterThan(RUNS / 10);
   }, 300_000);
 });
