@@ -43,6 +43,7 @@ import { join } from 'node:path';
 import { Hono } from 'hono';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { stringify } from 'yaml';
 import { scopegate, type ScopegatePrincipal } from '../../src/doors/hono/index.js';
 import { baseConfig, TEST_SECRET } from '../helpers/gateway.js';
 import { fuzzRuns } from '../helpers/fuzz.js';
@@ -54,6 +55,13 @@ import { startUpstream, type RecordedRequest, type Upstream } from '../helpers/u
 const RUNTIMES: Runtime[] = ['node', 'bun'];
 /** Generated requests per property; SCOPEGATE_FUZZ_RUNS=20000 for a longer hunt. */
 const RUNS = fuzzRuns(1000);
+
+/** The route table of every door here (the proxy doors' YAML is written from it). */
+const ROUTES = [
+  { path: '/v2/capabilities', public: true },
+  { id: 'notify', path: '/v2/room/{room}/notification', methods: ['POST' as const], scopes: ['send_notification'], room_param: 'room' },
+  { id: 'get-room', path: '/v2/room/{room}', methods: ['GET' as const], scopes: ['view_room'], room_param: 'room' },
+];
 
 let up: Upstream;
 let dir: TempDir;
@@ -79,18 +87,7 @@ beforeAll(async () => {
     extra: 'listen: { host: 127.0.0.1, port: 0, header_timeout_ms: 1000, body_idle_timeout_ms: 500 }\nadmin: { enabled: false }\n# The test client (127.0.0.1) is not a trusted proxy: its forwarding headers must not pass.\ntrusted_proxies: [10.255.255.255/32]\n',
     tokens: '  forward_token: false\n',
     rateLimit: 'rate_limit:\n  store: memory\n  default: { limit: 1000000, window_s: 60 }\n',
-    routes: `  - path: /v2/capabilities
-    public: true
-  - id: notify
-    path: /v2/room/{room}/notification
-    methods: [POST]
-    scopes: [send_notification]
-    room_param: room
-  - id: get-room
-    path: /v2/room/{room}
-    methods: [GET]
-    scopes: [view_room]
-    room_param: room`,
+    routes: stringify(ROUTES).trimEnd().replace(/^/gm, '  '),
   });
   const file = await dir.write('gateway.yaml', text);
   const faFile = await dir.write(
@@ -515,11 +512,7 @@ const HONO_OPTIONS = {
   trusted_proxies: ['10.255.255.255/32'],
   tokens: { issuers: [{ name: 'local', issuer: 'scopegate-test', audience: 'api', algorithms: ['HS256' as const], secrets: [TEST_SECRET], claims: { client_type: 'client_type', scopes: 'scope', room: 'room_id', room_name: 'room_name' } }] },
   rate_limit: { store: 'memory' as const, default: { limit: 1_000_000, window_s: 60 } },
-  routes: [
-    { path: '/v2/capabilities', public: true },
-    { id: 'notify', path: '/v2/room/{room}/notification', methods: ['POST' as const], scopes: ['send_notification'], room_param: 'room' },
-    { id: 'get-room', path: '/v2/room/{room}', methods: ['GET' as const], scopes: ['view_room'], room_param: 'room' },
-  ],
+  routes: ROUTES,
 };
 
 /** What reached a Hono application's handler: the middleware let it through. */
